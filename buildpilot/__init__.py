@@ -1,0 +1,5 @@
+"""buildpilot: build many Docker images from one repository, fast, on BuildKit."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

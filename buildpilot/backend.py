@@ -1,0 +1,225 @@
+"""The only module that drives Docker: python-on-whales for queries, owned processes for builds.
+
+Builds run as child processes that buildpilot owns (not through python-on-whales' streaming
+build) so that every flag buildx has is reachable (several --ssh and --cache-to), stdout and
+stderr stay apart (rawjson arrives on stderr), and an interrupt can end each build's process
+group. The argv starts with python-on-whales' docker command, so its client config applies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from python_on_whales import DockerClient
+from python_on_whales.exceptions import DockerException
+
+from buildpilot.errors import EngineError
+from buildpilot.progress import RawJsonStream
+
+MIN_BUILDX = (0, 13)  # --progress=rawjson and `buildx ls --format json`
+SETUP_HINT = "On Debian, `bash ci/engine-up.sh` from a buildpilot checkout installs and starts one."
+StatusCallback = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class BuildOutcome:
+    """What one buildx process left behind."""
+
+    returncode: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+    text_lines: list[str] = field(default_factory=list)  # stderr lines that were not JSON
+    interrupted: bool = False
+
+    @property
+    def digest(self) -> str | None:
+        """The image's manifest digest, from buildx's metadata file."""
+        value = self.metadata.get("containerimage.digest")
+        return value if isinstance(value, str) else None
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """The engine and builder a run will use."""
+
+    server_version: str
+    buildx_version: str
+    driver: str
+
+
+class Backend(Protocol):
+    """What the executor needs from Docker; tests may pass another implementation."""
+
+    def check(self, *, builder: str | None) -> EngineInfo:
+        """Verify docker, the engine and buildx; raise EngineError saying what to run."""
+        ...
+
+    def build(self, argv: Sequence[str], *, on_status: StatusCallback) -> BuildOutcome:
+        """Run one buildx build to the end, feeding each rawjson status to `on_status`."""
+        ...
+
+    def tag(self, source: str, target: str) -> None:
+        """Tag a local image."""
+        ...
+
+    def interrupt(self) -> None:
+        """End every running build: SIGINT to its process group, SIGKILL after a grace period."""
+        ...
+
+
+class DockerBackend:
+    """The real backend: the docker CLI with buildx."""
+
+    def __init__(self, client: DockerClient | None = None, *, grace_seconds: float = 4.0) -> None:
+        self._client = client or DockerClient()
+        self._grace = grace_seconds
+        self._lock = threading.Lock()
+        self._running: set[subprocess.Popen[bytes]] = set()
+        self._interrupted = False
+
+    def check(self, *, builder: str | None) -> EngineInfo:
+        """Verify docker, the engine and buildx; raise EngineError saying what to run."""
+        if shutil.which(self._client.client_config.docker_cmd[0]) is None:
+            raise EngineError(
+                "The docker CLI is not on PATH, so buildpilot cannot run builds.",
+                hint="Install Docker with buildx. " + SETUP_HINT,
+            )
+        try:
+            version = self._client.version()
+        except DockerException as exc:
+            raise EngineError(
+                "The Docker engine does not answer: " + _last_line(exc),
+                hint="Start it (`systemctl start docker`, or `dockerd &`), or point DOCKER_HOST "
+                "at a running one. " + SETUP_HINT,
+            ) from None
+        try:
+            buildx = self._client.buildx.version()
+        except DockerException:
+            raise EngineError(
+                "docker buildx is not installed, and buildpilot builds through it.",
+                hint="Install the buildx plugin (Debian: `apt-get install docker-buildx`). "
+                + SETUP_HINT,
+            ) from None
+        found = _version_tuple(buildx)
+        if found < MIN_BUILDX:
+            raise EngineError(
+                f"buildx {buildx} is too old: buildpilot needs {'.'.join(map(str, MIN_BUILDX))} "
+                "or newer for --progress=rawjson.",
+                hint="Upgrade the docker-buildx package or plugin.",
+            )
+        try:
+            driver = self._client.buildx.inspect(builder).driver
+        except DockerException as exc:
+            raise EngineError(
+                f"buildx builder '{builder or 'default'}' cannot be used: " + _last_line(exc),
+                hint="See `docker buildx ls`; make one with `docker buildx create`.",
+            ) from None
+        server = version.server.version if version.server and version.server.version else "?"
+        return EngineInfo(server_version=server, buildx_version=buildx, driver=driver or "docker")
+
+    def build(self, argv: Sequence[str], *, on_status: StatusCallback) -> BuildOutcome:
+        """Run one buildx build to the end, feeding each rawjson status to `on_status`."""
+        with tempfile.TemporaryDirectory(prefix="buildpilot-") as tmp:
+            metadata_file = Path(tmp) / "metadata.json"
+            command = [*self._client.client_config.docker_cmd, *argv]
+            command += ["--metadata-file", str(metadata_file)]
+            process = self._start(command)
+            if process is None:
+                return BuildOutcome(returncode=130, interrupted=True)
+            stream = RawJsonStream()
+            stdout = threading.Thread(target=_drain, args=(process.stdout,), daemon=True)
+            stdout.start()
+            try:
+                assert process.stderr is not None  # noqa: S101 - Popen was given PIPE
+                for raw in process.stderr:
+                    for status in stream.feed(raw.decode("utf-8", errors="replace")):
+                        on_status(status)
+            finally:
+                returncode = process.wait()
+                stdout.join()
+                for pipe in (process.stdout, process.stderr):
+                    if pipe is not None:
+                        pipe.close()
+                with self._lock:
+                    self._running.discard(process)
+            metadata = _read_json(metadata_file) if returncode == 0 else {}
+            return BuildOutcome(
+                returncode=returncode,
+                metadata=metadata,
+                text_lines=stream.text_lines,
+                interrupted=self._interrupted,
+            )
+
+    def tag(self, source: str, target: str) -> None:
+        """Tag a local image."""
+        try:
+            self._client.image.tag(source, target)
+        except DockerException as exc:
+            raise EngineError(f"cannot tag {source} as {target}: " + _last_line(exc)) from None
+
+    def interrupt(self) -> None:
+        """End every running build: SIGINT to its process group, SIGKILL after a grace period."""
+        with self._lock:
+            self._interrupted = True
+            running = list(self._running)
+        for process in running:
+            _signal_group(process, signal.SIGINT)
+        for process in running:
+            try:
+                process.wait(timeout=self._grace)
+            except subprocess.TimeoutExpired:
+                _signal_group(process, signal.SIGKILL)
+
+    def _start(self, command: list[str]) -> subprocess.Popen[bytes] | None:
+        with self._lock:
+            if self._interrupted:
+                return None
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,  # a terminal's Ctrl-C reaches buildpilot, which ends it
+            )
+            self._running.add(process)
+            return process
+
+
+def _drain(pipe: Any) -> None:
+    for _ in pipe:
+        pass
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    match = re.search(r"v?(\d+)\.(\d+)", text)
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+
+
+def _last_line(exc: DockerException) -> str:
+    stderr = exc.stderr if isinstance(exc.stderr, str) else ""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    return lines[-1] if lines else f"exit code {exc.return_code}"

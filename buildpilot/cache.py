@@ -1,0 +1,57 @@
+"""Cache-ref policy: which registry refs an image reads its cache from and writes it to."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from buildpilot.config import CacheSettings
+
+_SLUG_DROP = re.compile(r"[^a-z0-9_.-]+")
+MAX_TAG = 128
+
+
+def slug(branch: str) -> str:
+    """A branch name as a valid registry tag: `feature/Add-STT` -> `feature-add-stt`."""
+    tag = _SLUG_DROP.sub("-", branch.lower()).strip(".-")
+    return (tag or "default")[:MAX_TAG]
+
+
+@dataclass(frozen=True)
+class CacheRefs:
+    """buildx `--cache-from` and `--cache-to` values for one image."""
+
+    cache_from: tuple[str, ...] = ()
+    cache_to: tuple[str, ...] = ()
+
+
+def cache_refs(
+    settings: CacheSettings,
+    *,
+    registry: str,
+    image: str,
+    branch: str,
+    default_branch: str,
+    write: bool = True,
+) -> CacheRefs:
+    """Read the branch's ref and then the default branch's; write the branch's.
+
+    One repository per image, so images never overwrite each other's cache.
+    """
+    if not settings.enabled:
+        return CacheRefs()
+    repository = settings.repository.format(registry=registry, name=image)
+    reads = dict.fromkeys(f"{repository}:{slug(b)}" for b in (branch, default_branch))
+    cache_from = tuple(f"type=registry,ref={ref}" for ref in reads)
+    if not write:
+        return CacheRefs(cache_from=cache_from)
+    options = [
+        "type=registry",
+        f"ref={repository}:{slug(branch)}",
+        f"mode={settings.mode}",
+        "image-manifest=true",
+        "oci-mediatypes=true",
+    ]
+    if settings.ignore_error:
+        options.append("ignore-error=true")
+    return CacheRefs(cache_from=cache_from, cache_to=(",".join(options),))

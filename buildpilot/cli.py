@@ -1,0 +1,195 @@
+"""The command line: options -> core calls -> rendering -> exit code. No decisions live here."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+
+from buildpilot import __version__, report
+from buildpilot.backend import DockerBackend
+from buildpilot.config import Project, find_config, json_schema, load_config
+from buildpilot.console import Terminal
+from buildpilot.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, BuildpilotError
+from buildpilot.git import git_info
+from buildpilot.plan import make_plan
+from buildpilot.results import exit_code
+from buildpilot.runs import load_run
+from buildpilot.workflow import BuildSettings, build_options, dry_run_commands, run_build
+
+EXIT_CODES = """\
+Exit codes: 0 success or nothing to do; 1 a build failed; 2 usage or config error;
+3 internal error; 130 interrupted."""
+
+app = typer.Typer(
+    name="buildpilot",
+    help="Build the Docker images of a repository with BuildKit: bases first, in parallel, "
+    "with registry caches, and a record of where the time went.\n\n" + EXIT_CODES,
+    epilog=EXIT_CODES,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,  # locals may hold credentials
+    rich_markup_mode=None,
+)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Config file. Default: buildpilot.yaml here or in a parent.",
+        dir_okay=False,
+    ),
+]
+
+
+@contextmanager
+def _user_errors(terminal: Terminal) -> Iterator[None]:
+    """Turn buildpilot's errors into one clear message and their exit code."""
+    try:
+        yield
+    except BuildpilotError as exc:
+        terminal.error(str(exc))
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        terminal.error("interrupted")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def _project(config: Path | None) -> Project:
+    return load_config(config if config is not None else find_config(Path.cwd()))
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"buildpilot {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """buildpilot."""
+
+
+@app.command()
+def build(
+    images: Annotated[
+        list[str] | None, typer.Argument(help="Images to build (default: all).")
+    ] = None,
+    config: ConfigOption = None,
+    push: Annotated[
+        bool, typer.Option("--push", help="Push images instead of loading them.")
+    ] = False,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Parallel builds.")] = 2,
+    fail_fast: Annotated[
+        bool, typer.Option("--fail-fast", help="Start no new build after a failure.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print every buildx command in order; build nothing.")
+    ] = False,
+    builder: Annotated[str | None, typer.Option(help="buildx builder (default: config).")] = None,
+    branch: Annotated[
+        str | None, typer.Option(help="Branch for cache refs (default: git).")
+    ] = None,
+    default_branch: Annotated[
+        str | None, typer.Option(help="Default branch, read as a cache fallback.")
+    ] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Build every step anew.")] = False,
+    no_cache_write: Annotated[
+        bool, typer.Option("--no-cache-write", help="Read registry caches but export none.")
+    ] = False,
+) -> None:
+    """Build images and the images they depend on, bases first, independent ones in parallel."""
+    terminal = Terminal()
+    with _user_errors(terminal):
+        project = _project(config)
+        settings = BuildSettings(
+            images=images or [],
+            output="push" if push else "load",
+            jobs=jobs,
+            fail_fast=fail_fast,
+            builder=builder,
+            branch=branch,
+            default_branch=default_branch,
+            no_cache=no_cache,
+            write_cache=not no_cache_write,
+        )
+        git = git_info(project.root)
+        options = build_options(project, settings, git, os.environ)
+        plan = make_plan(project, settings.images, options)
+        if dry_run:
+            for command in dry_run_commands(plan):
+                terminal.info(shlex.join(command))
+            raise typer.Exit(0)
+        run = run_build(
+            project,
+            plan,
+            settings,
+            backend=DockerBackend(),
+            terminal=terminal,
+            git=git,
+            branch=options.branch,
+        )
+        terminal.print(report.summary_table(run))
+        raise typer.Exit(exit_code(run))
+
+
+@app.command()
+def validate(config: ConfigOption = None) -> None:
+    """Check a config: keys, types, image references, cycles, contexts and Dockerfiles."""
+    terminal = Terminal()
+    with _user_errors(terminal):
+        project = _project(config)
+        names = ", ".join(project.config.images)
+        terminal.info(f"{project.path}: valid ({len(project.config.images)} images: {names})")
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of buildpilot.yaml (for editors)."""
+    typer.echo(json.dumps(json_schema(), indent=2))
+
+
+@app.command("report")
+def report_command(
+    run: Annotated[str | None, typer.Argument(help="Run id or prefix (default: latest).")] = None,
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run as JSON.")] = False,
+) -> None:
+    """Show a recorded run again: every image, stage and step, hit or miss."""
+    terminal = Terminal()
+    with _user_errors(terminal):
+        project = _project(config)
+        recorded = load_run(project.root, run)
+        if as_json:
+            typer.echo(report.run_json(recorded))
+        else:
+            terminal.print(*report.run_report(recorded))
+
+
+def main() -> None:
+    """Console entry point: the last guard against tracebacks."""
+    try:
+        app()
+    except SystemExit:
+        raise
+    except click.exceptions.Abort:  # pragma: no cover - typer handles it in standalone mode
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as exc:  # noqa: BLE001 - any bug ends as a one-line internal error
+        Terminal().error(
+            f"internal error: {type(exc).__name__}: {exc}\n"
+            "This is a bug in buildpilot; please report it with the command you ran."
+        )
+        sys.exit(EXIT_INTERNAL)

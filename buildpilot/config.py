@@ -1,0 +1,281 @@
+"""`buildpilot.yaml`: frozen pydantic models, loaded once and validated with file:line errors."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import string
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from buildpilot.errors import ConfigError
+from buildpilot.graph import find_cycle
+from buildpilot.yamlsource import Loc, YamlError, YamlSource, load_yaml
+
+CONFIG_NAME = "buildpilot.yaml"
+IMAGE_CONTEXT_PREFIX = "image:"
+TAG_FIELDS = frozenset({"registry", "name", "git_sha", "short_sha", "branch"})
+_IMAGE_NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class CacheSettings(_Model):
+    """Registry cache defaults for every image; an image may override any field."""
+
+    enabled: bool = Field(default=True, description="Read and write a registry cache at all.")
+    mode: Literal["min", "max"] = Field(
+        "max", description="max exports every intermediate step (multi-stage hits); min the final."
+    )
+    ignore_error: bool = Field(
+        default=True, description="A failed cache export warns, never fails."
+    )
+    repository: str = Field(
+        "{registry}/cache/{name}",
+        description="Cache repository template; tags are the slugged branch names.",
+    )
+
+
+class CacheOverride(_Model):
+    """Per-image cache settings; unset fields take the top-level `cache:` value."""
+
+    enabled: bool | None = None
+    mode: Literal["min", "max"] | None = None
+    ignore_error: bool | None = None
+    repository: str | None = None
+
+
+class Secret(_Model):
+    """A BuildKit secret: `RUN --mount=type=secret,id=<id>` reads it; its value is never logged."""
+
+    id: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
+    src: str | None = Field(None, description="A file, relative to the config file.")
+    env: str | None = Field(None, description="An environment variable of the build's caller.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Secret:
+        if (self.src is None) == (self.env is None):
+            raise ValueError("a secret takes exactly one of 'src' or 'env'")
+        return self
+
+
+class ImageConfig(_Model):
+    """One image of the repository and how to build it."""
+
+    context: str = Field(".", description="Build context directory, relative to the config file.")
+    dockerfile: str = Field("Dockerfile", description="Relative to the context, as in buildx.")
+    contexts: dict[str, str] = Field(
+        default_factory=dict,
+        description="Named build contexts; `image:<name>` is another image of this config.",
+    )
+    args: dict[str, str] = Field(default_factory=dict)
+    target: str | None = None
+    ssh: list[str] = Field(default_factory=list, description="`default` or `id=path[,path]`.")
+    secrets: list[Secret] = Field(default_factory=list)
+    tags: list[str] = Field(
+        default_factory=lambda: ["{registry}/{name}:latest"],
+        description="Templates with {registry}, {name}, {git_sha}, {short_sha}, {branch}.",
+    )
+    platforms: list[str] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict)
+    depends_on: list[str] = Field(default_factory=list)
+    cache: CacheOverride = Field(default_factory=CacheOverride)
+
+    def image_contexts(self) -> dict[str, str]:
+        """Named contexts that are other images of the config: context name -> image name."""
+        return {
+            key: value.removeprefix(IMAGE_CONTEXT_PREFIX)
+            for key, value in self.contexts.items()
+            if value.startswith(IMAGE_CONTEXT_PREFIX)
+        }
+
+    def dependencies(self) -> list[str]:
+        """Images that must be built before this one, in a stable order."""
+        return list(dict.fromkeys([*self.depends_on, *self.image_contexts().values()]))
+
+
+class Config(_Model):
+    """The whole `buildpilot.yaml`."""
+
+    version: Literal[1]
+    registry: str = Field(description="Images are {registry}/{name}, e.g. localhost:5000/speech.")
+    builder: str | None = Field(None, description="The buildx builder; default: the current one.")
+    default_branch: str | None = Field(None, description="Default: from git, else `main`.")
+    attestations: bool = Field(
+        default=False,
+        description="Provenance attestations carry timestamps: identical builds then get new "
+        "digests and every dependent rebuilds. Off unless asked for.",
+    )
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    images: dict[str, ImageConfig] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class Project:
+    """A loaded config with the file it came from; resolves the paths it names."""
+
+    path: Path
+    config: Config
+
+    @property
+    def root(self) -> Path:
+        """The directory of the config file: every relative path starts here."""
+        return self.path.parent
+
+    def image(self, name: str) -> ImageConfig:
+        """The config of image `name`."""
+        return self.config.images[name]
+
+    def context_dir(self, name: str) -> Path:
+        """The build context directory of image `name`."""
+        return (self.root / self.image(name).context).resolve()
+
+    def dockerfile(self, name: str) -> Path:
+        """The Dockerfile of image `name`."""
+        return self.context_dir(name) / self.image(name).dockerfile
+
+    def cache_settings(self, name: str) -> CacheSettings:
+        """The top-level cache settings with the image's overrides applied."""
+        override = self.image(name).cache.model_dump(exclude_none=True)
+        return self.config.cache.model_copy(update=override)
+
+
+def find_config(start: Path) -> Path:
+    """`buildpilot.yaml` in `start` or the nearest parent directory."""
+    for directory in (start, *start.parents):
+        candidate = directory / CONFIG_NAME
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        [f"no {CONFIG_NAME} in {start} or any parent directory"],
+        hint="Pass -c/--config PATH, or create one (see the README's config reference).",
+    )
+
+
+def load_config(path: Path) -> Project:
+    """Read and validate a config; raise ConfigError with one line per problem."""
+    if not path.is_file():
+        raise ConfigError([f"{path}: config file not found"])
+    try:
+        source = load_yaml(path)
+    except YamlError as exc:
+        raise ConfigError([_where(path, exc.line, ()) + exc.message]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: cannot read: {exc}"]) from None
+    if not isinstance(source.data, dict):
+        kind = "empty" if source.data is None else f"a {type(source.data).__name__}"
+        raise ConfigError(
+            [f"{path}: the config must be a mapping with 'version' and 'images'; it is {kind}"]
+        )
+    try:
+        config = Config.model_validate(source.data)
+    except ValidationError as exc:
+        raise ConfigError(list(_pydantic_problems(exc, source))) from None
+    project = Project(path=path.resolve(), config=config)
+    problems = list(_semantic_problems(project, source))
+    if problems:
+        raise ConfigError(problems)
+    return project
+
+
+def _where(path: Path, line: int | None, loc: Loc) -> str:
+    place = f"{path}:{line}" if line is not None else str(path)
+    field = ".".join(str(part) for part in loc)
+    return f"{place}: {field}: " if field else f"{place}: "
+
+
+def _pydantic_problems(exc: ValidationError, source: YamlSource) -> Iterator[str]:
+    for error in exc.errors():
+        loc: Loc = tuple(error["loc"])
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key" + _did_you_mean(loc)
+        elif error["type"] == "missing":
+            message = "required key is missing"
+        yield _where(source.path, source.line_of(loc), loc) + message
+
+
+def _did_you_mean(loc: Loc) -> str:
+    """Suggest the known key closest to an unknown one."""
+    match loc[:-1]:
+        case ():
+            model: type[BaseModel] = Config
+        case ("cache",):
+            model = CacheSettings
+        case ("images", _):
+            model = ImageConfig
+        case ("images", _, "cache"):
+            model = CacheOverride
+        case ("images", _, "secrets", _):
+            model = Secret
+        case _:
+            return ""
+    matches = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
+    return f"; did you mean '{matches[0]}'?" if matches else ""
+
+
+def _semantic_problems(project: Project, source: YamlSource) -> Iterator[str]:
+    config = project.config
+    path = source.path
+
+    def problem(loc: Loc, message: str) -> str:
+        return _where(path, source.line_of(loc), loc) + message
+
+    for name, image in config.images.items():
+        base: Loc = ("images", name)
+        if not _IMAGE_NAME.match(name):
+            yield problem(base, "an image name takes lowercase letters, digits and . _ -")
+        for key, target in image.image_contexts().items():
+            if target not in config.images:
+                yield problem(
+                    (*base, "contexts", key), f"unknown image '{target}'" + _close(target, config)
+                )
+            elif target == name:
+                yield problem((*base, "contexts", key), "an image cannot be its own context")
+        for index, dep in enumerate(image.depends_on):
+            if dep not in config.images:
+                yield problem(
+                    (*base, "depends_on", index), f"unknown image '{dep}'" + _close(dep, config)
+                )
+        for index, tag in enumerate(image.tags):
+            unknown = _template_fields(tag) - TAG_FIELDS
+            if unknown:
+                yield problem(
+                    (*base, "tags", index),
+                    f"unknown template field {{{sorted(unknown)[0]}}}; known: "
+                    + ", ".join(f"{{{f}}}" for f in sorted(TAG_FIELDS)),
+                )
+        context = project.context_dir(name)
+        if not context.is_dir():
+            yield problem((*base, "context"), f"context directory {context} does not exist")
+        elif not project.dockerfile(name).is_file():
+            loc = (*base, "dockerfile") if (*base, "dockerfile") in source.lines else base
+            yield problem(loc, f"Dockerfile {project.dockerfile(name)} does not exist")
+    cycle = find_cycle({name: image.dependencies() for name, image in config.images.items()})
+    if cycle:
+        yield problem(("images", cycle[0]), "dependency cycle: " + " -> ".join(cycle))
+
+
+def _close(name: str, config: Config) -> str:
+    matches = difflib.get_close_matches(name, list(config.images), n=1)
+    return f"; did you mean '{matches[0]}'?" if matches else ""
+
+
+def _template_fields(template: str) -> set[str]:
+    try:
+        return {field for _, field, _, _ in string.Formatter().parse(template) if field is not None}
+    except ValueError:
+        return {"<malformed braces>"}
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of `buildpilot.yaml`, for editors."""
+    schema = Config.model_json_schema()
+    schema["title"] = "buildpilot.yaml"
+    return schema

@@ -1,0 +1,477 @@
+"""Turn `docker buildx build --progress=rawjson` output into step and phase timings.
+
+BuildKit writes its SolveStatus events to stderr: buildx 0.13 pretty-prints each event
+over several lines, newer buildx writes one event per line, and plain text (the final
+`ERROR: failed to solve: ...` and the Dockerfile excerpt before it) can be mixed in.
+`RawJsonStream` turns those lines back into events; `ProgressTracker` folds the events
+into the records of `buildpilot.results`. Both are pure: no I/O, no printing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from buildpilot.results import PhaseTiming, StageTiming, StepTiming, Timeline
+
+__all__ = [
+    "DEFAULT_STAGE",
+    "ProgressTracker",
+    "RawJsonStream",
+    "classify_phase",
+    "is_cancellation",
+    "parse_step_name",
+    "parse_timestamp",
+]
+
+DEFAULT_STAGE = "stage-0"
+"""Stage name given to the steps of a single-stage Dockerfile (BuildKit omits it)."""
+
+MAX_LOG_BYTES = 1 << 20  # output kept per vertex: enough for any tail, bounded for `pip install`
+_MAX_PENDING_CHARS = 64 << 20  # a "pretty object" longer than this is garbage: give it up
+
+_BRACKET = re.compile(r"\[([^\]\n]*)\][ \t]*(.*)", re.DOTALL)
+_COUNT = re.compile(r"(\d+)/(\d+)")
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+StepName = tuple[str | None, int | None, int | None, str | None]
+
+
+# --------------------------------------------------------------------------- names
+
+
+def parse_step_name(name: str) -> StepName:
+    """Split a vertex name into (stage, index, total, instruction).
+
+    `[builder 2/4] RUN make` gives `("builder", 2, 4, "RUN make")`. A single-stage
+    Dockerfile's `[ 2/11] COPY a b` (BuildKit pads the index) gives stage
+    `DEFAULT_STAGE`; a platform prefix (`[linux/arm64 builder 2/4]`) is dropped. Anything
+    that is not a Dockerfile step (`[internal] ...`, `exporting to image`) gives
+    `(None, None, None, None)`.
+    """
+    match = _BRACKET.fullmatch(name)
+    if match is None:
+        return None, None, None, None
+    tokens = match.group(1).split()
+    count = _COUNT.fullmatch(tokens[-1]) if tokens else None
+    if count is None:
+        return None, None, None, None
+    stages = [t for t in tokens[:-1] if "/" not in t]  # platforms contain "/", stages cannot
+    if len(stages) > 1:
+        return None, None, None, None
+    stage = stages[0] if stages else DEFAULT_STAGE
+    return stage, int(count.group(1)), int(count.group(2)), match.group(2) or None
+
+
+def _bracket_body(name: str) -> tuple[str, str]:
+    """`("[context base]" contents, rest)` of a vertex name; `("", name)` without brackets."""
+    match = _BRACKET.fullmatch(name)
+    if match is None:
+        return "", name
+    return match.group(1).strip(), match.group(2)
+
+
+def classify_phase(name: str) -> str:
+    """The kind of a vertex that is not a Dockerfile step.
+
+    One of `context`, `cache-import`, `export`, `cache-export`, `metadata`, `other`.
+    """
+    tag, body = _bracket_body(name)
+    kind = "other"
+    if body.startswith("load build context"):
+        kind = "context"
+    elif body.startswith("importing cache manifest from"):
+        kind = "cache-import"
+    elif body.startswith("exporting cache"):
+        kind = "cache-export"
+    elif body.startswith(("exporting to ", "pushing ", "sending tarball", "writing image")):
+        kind = "export"
+    elif body.startswith(("load metadata for", "load build definition", "load .dockerignore")):
+        kind = "metadata"
+    elif tag.startswith("context ") and body.startswith("load"):
+        kind = "context"  # a named build context (`--build-context name=dir`)
+    return kind
+
+
+def is_cancellation(error: str) -> bool:
+    """Whether a vertex error only says the step was stopped because another one failed."""
+    lowered = error.lower()
+    return "context canceled" in lowered or lowered.rstrip(". ").endswith(("canceled", "cancelled"))
+
+
+def parse_timestamp(value: object) -> datetime | None:
+    """An RFC 3339 timestamp from BuildKit (nanoseconds allowed) as a datetime, or None."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = _FRACTION.sub(r"\1", value.strip())
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _decode_b64(value: object) -> bytes:
+    """The bytes of a base64 field, or b"" when it is missing or not base64."""
+    if not isinstance(value, str):
+        return b""
+    try:
+        return base64.b64decode(value)
+    except (binascii.Error, ValueError):
+        return b""
+
+
+def _text_lines(data: bytes) -> list[str]:
+    """Decoded output split into lines, trailing `\\r` removed, no empty last line."""
+    lines = data.decode("utf-8", errors="replace").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line.rstrip("\r") for line in lines]
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float:
+    """`end - start` in seconds, never negative, 0.0 when either is unknown."""
+    if start is None or end is None:
+        return 0.0
+    return max(0.0, (end - start).total_seconds())
+
+
+# --------------------------------------------------------------------------- decoder
+
+
+class RawJsonStream:
+    """Incremental decoder of rawjson progress: feed it stderr line by line.
+
+    Handles buildx 0.13's pretty-printed events (an object opened by a line `{` and closed
+    by a line `}` at column 0, members indented) and newer one-event-per-line output.
+    Every line that is not part of an event is kept, in order, in `text_lines`. A text line
+    that lands inside a pretty event (column 0, not `}`) is taken as text and the event
+    still decoded. Never raises on bad input.
+    """
+
+    def __init__(self) -> None:
+        """Start with no pending event and no text."""
+        self.text_lines: list[str] = []
+        self._pending: list[str] = []
+        self._pending_chars = 0
+
+    def feed(self, line: str) -> list[dict[str, Any]]:
+        """Take one line (with or without its newline); return the events it completed."""
+        if line.endswith("\n"):
+            line = line[:-1]
+        events: list[dict[str, Any]] = []
+        for part in line.split("\n"):  # JSON strings hold no raw newline: safe to split
+            event = self._feed_line(part.rstrip("\r"))
+            if event is not None:
+                events.append(event)
+        return events
+
+    def close(self) -> list[str]:
+        """End of stream: an unfinished event becomes text. Returns the lines moved."""
+        moved = self._pending
+        self.text_lines.extend(moved)
+        self._pending = []
+        self._pending_chars = 0
+        return moved
+
+    def _feed_line(self, line: str) -> dict[str, Any] | None:
+        if self._pending:
+            if line == "}":
+                return self._finish_pending(line)
+            if line[:1] in (" ", "\t"):
+                self._pending.append(line)
+                self._pending_chars += len(line)
+                if self._pending_chars > _MAX_PENDING_CHARS:
+                    self.close()
+                return None
+        if line == "{":
+            self.close()  # a new pretty event while one is open: the open one was garbage
+            self._pending = [line]
+            self._pending_chars = 1
+            return None
+        event = _load_object(line) if line.lstrip().startswith("{") else None
+        if event is None:
+            self.text_lines.append(line)
+        return event
+
+    def _finish_pending(self, line: str) -> dict[str, Any] | None:
+        lines = [*self._pending, line]
+        self._pending = []
+        self._pending_chars = 0
+        event = _load_object("\n".join(lines))
+        if event is None:
+            self.text_lines.extend(lines)
+        return event
+
+
+def _load_object(text: str) -> dict[str, Any] | None:
+    """The JSON object in `text`, or None when it is not exactly one object."""
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+# --------------------------------------------------------------------------- tracker
+
+
+@dataclass
+class _Vertex:
+    """What is known of one vertex digest so far."""
+
+    name: str
+    order: int  # first appearance
+    runs: dict[datetime, datetime | None] = field(default_factory=dict)  # started -> completed
+    start_order: int | None = None  # first update that had it started
+    cached: bool = False
+    error: str | None = None
+    last_seen: datetime | None = None  # newest timestamp of a status or log line
+    reported: bool = False
+
+    @property
+    def started(self) -> datetime | None:
+        return min(self.runs) if self.runs else None
+
+    @property
+    def running(self) -> bool:
+        return any(end is None for end in self.runs.values())
+
+    @property
+    def completed(self) -> datetime | None:
+        ends = [end for end in self.runs.values() if end is not None]
+        return None if self.running or not ends else max(ends)
+
+
+def _merge(vertex: _Vertex, update: dict[str, Any], order: int) -> None:
+    """Apply one re-sent vertex state.
+
+    BuildKit re-sends the whole vertex on every change, with unset fields left out. A
+    vertex can run more than once (a fresh `started` without `completed`), so each
+    `started` is kept as a run; an update without times only re-announces the vertex.
+    """
+    name = update.get("name")
+    if isinstance(name, str) and name:
+        vertex.name = name
+    started = parse_timestamp(update.get("started"))
+    completed = parse_timestamp(update.get("completed"))
+    if started is not None:
+        vertex.runs[started] = completed if completed is not None else vertex.runs.get(started)
+        if vertex.start_order is None:
+            vertex.start_order = order
+    elif completed is not None:
+        vertex.runs.setdefault(completed, completed)
+    if started is not None or completed is not None:
+        vertex.cached = bool(update.get("cached"))
+    elif update.get("cached"):
+        vertex.cached = True
+    error = update.get("error")
+    if isinstance(error, str) and error:
+        vertex.error = error
+
+
+def _busy_seconds(vertex: _Vertex) -> float:
+    """Time the vertex spent running: its runs' union; an open run counts to `last_seen`."""
+    spans: list[tuple[datetime, datetime]] = []
+    for start, end in vertex.runs.items():
+        stop = end if end is not None else vertex.last_seen
+        if stop is not None and stop > start:
+            spans.append((start, stop))
+    total = 0.0
+    current: tuple[datetime, datetime] | None = None
+    for start, stop in sorted(spans):
+        if current is not None and start <= current[1]:
+            current = (current[0], max(current[1], stop))
+            continue
+        if current is not None:
+            total += _seconds(*current)
+        current = (start, stop)
+    if current is not None:
+        total += _seconds(*current)
+    return total
+
+
+def _step_timing(vertex: _Vertex) -> StepTiming:
+    stage, index, total, instruction = parse_step_name(vertex.name)
+    return StepTiming(
+        name=vertex.name,
+        stage=stage,
+        index=index,
+        total=total,
+        instruction=instruction,
+        started=vertex.started,
+        completed=vertex.completed,
+        duration=_busy_seconds(vertex),
+        cached=vertex.cached,
+        error=vertex.error,
+    )
+
+
+def _stage_timings(steps: list[StepTiming]) -> list[StageTiming]:
+    """Dockerfile steps summed per stage, stages in the order their first step ran."""
+    grouped: dict[str, list[StepTiming]] = {}
+    for step in steps:
+        if step.stage is not None:
+            grouped.setdefault(step.stage, []).append(step)
+    stages: list[StageTiming] = []
+    for name, members in grouped.items():
+        starts = [s.started for s in members if s.started is not None]
+        ends = [s.completed for s in members if s.completed is not None]
+        first = min(starts) if starts else None
+        last = max(ends) if ends else None
+        stages.append(
+            StageTiming(
+                name=name,
+                started=first,
+                completed=last,
+                duration=_seconds(first, last),
+                steps=len(members),
+                cached=sum(1 for s in members if s.cached),
+            )
+        )
+    return stages
+
+
+def _failed_index(steps: list[StepTiming]) -> int | None:
+    """Which step to blame: first Dockerfile step with a real error, else first error at all."""
+    errored = [i for i, s in enumerate(steps) if s.error]
+    real = [
+        i
+        for i in errored
+        if steps[i].stage is not None and not is_cancellation(steps[i].error or "")
+    ]
+    candidates = real or errored
+    return candidates[0] if candidates else None
+
+
+class ProgressTracker:
+    """Folds SolveStatus events (from `RawJsonStream`) into timings.
+
+    Steps and phases are listed in the order they first started (never-started ones last,
+    in order of first appearance): BuildKit announces all steps up front, last step first,
+    so order of appearance alone would list the Dockerfile backwards.
+    """
+
+    def __init__(self) -> None:
+        """Start with no vertex seen."""
+        self._vertices: dict[str, _Vertex] = {}
+        self._logs: dict[str, bytearray] = {}
+        self._warnings: list[str] = []
+        self._order = 0
+
+    @property
+    def warnings(self) -> list[str]:
+        """BuildKit's warnings so far (their short text), e.g. Dockerfile deprecations."""
+        return list(self._warnings)
+
+    def feed(self, event: dict[str, Any]) -> list[StepTiming]:
+        """Take one event; return the Dockerfile steps it completed, for a live display.
+
+        Only Dockerfile steps (stage not None) are returned, each once: the first time
+        it is seen completed (cached, done or failed). Phases are in `timeline()`.
+        """
+        if not isinstance(event, dict):
+            return []
+        touched = [d for d in map(self._take_vertex, _dicts(event.get("vertexes"))) if d]
+        for status in _dicts(event.get("statuses")):
+            self._see(status.get("vertex"), status.get("timestamp"), status.get("completed"))
+        for log in _dicts(event.get("logs")):
+            self._take_log(log)
+        for warning in _dicts(event.get("warnings")):
+            text = _decode_b64(warning.get("short")).decode("utf-8", errors="replace").strip()
+            if text and text not in self._warnings:
+                self._warnings.append(text)
+        return self._newly_completed(touched)
+
+    def log_tail(self, vertex_digest: str, n: int = 20) -> list[str]:
+        """The last `n` lines a vertex wrote (stdout and stderr, in arrival order)."""
+        data = self._logs.get(vertex_digest)
+        if not data or n <= 0:
+            return []
+        return _text_lines(bytes(data))[-n:]
+
+    def timeline(self, *, tail_lines: int = 20) -> Timeline:
+        """Everything seen so far as a `Timeline` (callable mid-build too)."""
+        ordered = sorted(self._vertices.items(), key=lambda item: _sort_key(item[1]))
+        steps = [_step_timing(v) for _, v in ordered]
+        digests = [d for d, _ in ordered]
+        phases = [
+            PhaseTiming(
+                kind=classify_phase(s.name), name=s.name, duration=s.duration, error=s.error
+            )
+            for s in steps
+            if s.stage is None
+        ]
+        failed = _failed_index(steps)
+        return Timeline(
+            steps=steps,
+            stages=_stage_timings(steps),
+            phases=phases,
+            failed_step=None if failed is None else steps[failed].name,
+            log_tail=[] if failed is None else self.log_tail(digests[failed], tail_lines),
+            cache_export_failed=any(p.kind == "cache-export" and p.error for p in phases),
+        )
+
+    def _take_vertex(self, update: dict[str, Any]) -> str | None:
+        digest = update.get("digest")
+        if not isinstance(digest, str) or not digest:
+            return None
+        self._order += 1
+        vertex = self._vertices.get(digest)
+        if vertex is None:
+            name = update.get("name")
+            vertex = _Vertex(name=name if isinstance(name, str) else digest, order=self._order)
+            self._vertices[digest] = vertex
+        _merge(vertex, update, self._order)
+        return digest
+
+    def _see(self, digest: object, *stamps: object) -> None:
+        vertex = self._vertices.get(digest) if isinstance(digest, str) else None
+        if vertex is None:
+            return
+        for stamp in map(parse_timestamp, stamps):
+            if stamp is not None and (vertex.last_seen is None or stamp > vertex.last_seen):
+                vertex.last_seen = stamp
+
+    def _take_log(self, log: dict[str, Any]) -> None:
+        digest = log.get("vertex")
+        if not isinstance(digest, str):
+            return
+        self._see(digest, log.get("timestamp"))
+        buffer = self._logs.setdefault(digest, bytearray())
+        buffer += _decode_b64(log.get("data"))
+        if len(buffer) > MAX_LOG_BYTES:
+            cut = buffer.find(b"\n", len(buffer) - MAX_LOG_BYTES)
+            del buffer[: cut + 1 if cut >= 0 else len(buffer) - MAX_LOG_BYTES]
+
+    def _newly_completed(self, digests: list[str]) -> list[StepTiming]:
+        done: list[StepTiming] = []
+        for digest in dict.fromkeys(digests):
+            vertex = self._vertices[digest]
+            if vertex.reported or vertex.completed is None:
+                continue
+            step = _step_timing(vertex)
+            if step.stage is not None:
+                vertex.reported = True
+                done.append(step)
+        return done
+
+
+def _sort_key(vertex: _Vertex) -> tuple[int, int]:
+    """Started vertices first, in the order they started; then the rest as they appeared."""
+    if vertex.start_order is None:
+        return 1, vertex.order
+    return 0, vertex.start_order
+
+
+def _dicts(value: object) -> list[dict[str, Any]]:
+    """The dict items of a JSON list field; nothing when the field is not a list."""
+    if not isinstance(value, list):
+        return []
+    return [item for item in value if isinstance(item, dict)]

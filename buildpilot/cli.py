@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from buildpilot import __version__, report
@@ -185,8 +184,6 @@ def main() -> None:
         app()
     except SystemExit:
         raise
-    except click.exceptions.Abort:  # pragma: no cover - typer handles it in standalone mode
-        sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:  # noqa: BLE001 - any bug ends as a one-line internal error
         Terminal().error(
             f"internal error: {type(exc).__name__}: {exc}\n"

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from python_on_whales import DockerClient
+from python_on_whales.client_config import ClientNotFoundError
 from python_on_whales.exceptions import DockerException
 
 from buildpilot.errors import EngineError
@@ -90,11 +91,7 @@ class DockerBackend:
 
     def check(self, *, builder: str | None) -> EngineInfo:
         """Verify docker, the engine and buildx; raise EngineError saying what to run."""
-        if shutil.which(self._client.client_config.docker_cmd[0]) is None:
-            raise EngineError(
-                "The docker CLI is not on PATH, so buildpilot cannot run builds.",
-                hint="Install Docker with buildx. " + SETUP_HINT,
-            )
+        self._docker_cmd()
         try:
             version = self._client.version()
         except DockerException as exc:
@@ -114,7 +111,8 @@ class DockerBackend:
         found = _version_tuple(buildx)
         if found < MIN_BUILDX:
             raise EngineError(
-                f"buildx {buildx} is too old: buildpilot needs {'.'.join(map(str, MIN_BUILDX))} "
+                f"buildx {'.'.join(map(str, found))} is too old: buildpilot needs "
+                f"{'.'.join(map(str, MIN_BUILDX))} "
                 "or newer for --progress=rawjson.",
                 hint="Upgrade the docker-buildx package or plugin.",
             )
@@ -132,7 +130,7 @@ class DockerBackend:
         """Run one buildx build to the end, feeding each rawjson status to `on_status`."""
         with tempfile.TemporaryDirectory(prefix="buildpilot-") as tmp:
             metadata_file = Path(tmp) / "metadata.json"
-            command = [*self._client.client_config.docker_cmd, *argv]
+            command = [*self._docker_cmd(), *argv]
             command += ["--metadata-file", str(metadata_file)]
             process = self._start(command)
             if process is None:
@@ -180,6 +178,18 @@ class DockerBackend:
                 process.wait(timeout=self._grace)
             except subprocess.TimeoutExpired:
                 _signal_group(process, signal.SIGKILL)
+
+    def _docker_cmd(self) -> list[str]:
+        try:
+            command = list(self._client.client_config.docker_cmd)
+        except ClientNotFoundError:
+            command = []
+        if not command or shutil.which(command[0]) is None:
+            raise EngineError(
+                "The docker CLI is not on PATH, so buildpilot cannot run builds.",
+                hint="Install Docker with buildx. " + SETUP_HINT,
+            )
+        return command
 
     def _start(self, command: list[str]) -> subprocess.Popen[bytes] | None:
         with self._lock:

@@ -24,14 +24,19 @@ from buildpilot.results import exit_code
 from buildpilot.runs import load_run
 from buildpilot.workflow import BuildSettings, build_options, dry_run_commands, run_build
 
-EXIT_CODES = """\
-Exit codes: 0 success or nothing to do; 1 a build failed; 2 usage or config error;
-3 internal error; 130 interrupted."""
+# "\b" keeps click from re-wrapping the table.
+EXIT_CODES = """\b
+Exit codes:
+  0    success, or nothing to do
+  1    a build failed
+  2    usage or config error
+  3    internal error
+  130  interrupted"""
 
 app = typer.Typer(
     name="buildpilot",
     help="Build the Docker images of a repository with BuildKit: bases first, in parallel, "
-    "with registry caches, and a record of where the time went.\n\n" + EXIT_CODES,
+    "with registry caches, and a record of where the time went.",
     epilog=EXIT_CODES,
     no_args_is_help=True,
     add_completion=False,

@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -52,9 +53,8 @@ class BuildOutcome:
 
 @dataclass(frozen=True)
 class EngineInfo:
-    """The engine and builder a run will use."""
+    """The buildx and builder a run will use."""
 
-    server_version: str
     buildx_version: str
     driver: str
 
@@ -90,10 +90,39 @@ class DockerBackend:
         self._interrupted = False
 
     def check(self, *, builder: str | None) -> EngineInfo:
-        """Verify docker, the engine and buildx; raise EngineError saying what to run."""
-        self._docker_cmd()
+        """Verify docker, the engine and buildx; raise EngineError saying what to run.
+
+        The usual case costs two concurrent CLI calls; the slower diagnosis runs only when
+        one of them shows a problem, to name it precisely.
+        """
+        docker = self._docker_cmd()
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            version = pool.submit(_capture, [*docker, "buildx", "version"])
+            inspect = pool.submit(
+                _capture, [*docker, "buildx", "inspect", *([builder] if builder else [])]
+            )
+        buildx, details = version.result(), inspect.result()
+        driver = _field(details.stdout, "Driver")
+        if (
+            buildx.returncode != 0
+            or details.returncode != 0
+            or not driver
+            or _field(details.stdout, "Error")
+        ):
+            self._diagnose(builder)
+        found = _version_tuple(buildx.stdout)
+        if found < MIN_BUILDX:
+            raise EngineError(
+                f"buildx {'.'.join(map(str, found))} is too old: buildpilot needs "
+                f"{'.'.join(map(str, MIN_BUILDX))} or newer for --progress=rawjson.",
+                hint="Upgrade the docker-buildx package or plugin.",
+            )
+        return EngineInfo(buildx_version=buildx.stdout.strip(), driver=driver or "docker")
+
+    def _diagnose(self, builder: str | None) -> None:
+        """Name what is wrong with the engine, buildx or the builder, and what to run."""
         try:
-            version = self._client.version()
+            self._client.version()
         except DockerException as exc:
             raise EngineError(
                 "The Docker engine does not answer: " + _last_line(exc),
@@ -101,30 +130,23 @@ class DockerBackend:
                 "at a running one. " + SETUP_HINT,
             ) from None
         try:
-            buildx = self._client.buildx.version()
+            self._client.buildx.version()
         except DockerException:
             raise EngineError(
                 "docker buildx is not installed, and buildpilot builds through it.",
                 hint="Install the buildx plugin (Debian: `apt-get install docker-buildx`). "
                 + SETUP_HINT,
             ) from None
-        found = _version_tuple(buildx)
-        if found < MIN_BUILDX:
-            raise EngineError(
-                f"buildx {'.'.join(map(str, found))} is too old: buildpilot needs "
-                f"{'.'.join(map(str, MIN_BUILDX))} "
-                "or newer for --progress=rawjson.",
-                hint="Upgrade the docker-buildx package or plugin.",
-            )
         try:
-            driver = self._client.buildx.inspect(builder).driver
+            self._client.buildx.inspect(builder)
         except DockerException as exc:
             raise EngineError(
                 f"buildx builder '{builder or 'default'}' cannot be used: " + _last_line(exc),
                 hint="See `docker buildx ls`; make one with `docker buildx create`.",
             ) from None
-        server = version.server.version if version.server and version.server.version else "?"
-        return EngineInfo(server_version=server, buildx_version=buildx, driver=driver or "docker")
+        raise EngineError(
+            f"buildx builder '{builder or 'default'}' is not running or has no driver."
+        )
 
     def build(self, argv: Sequence[str], *, on_status: StatusCallback) -> BuildOutcome:
         """Run one buildx build to the end, feeding each rawjson status to `on_status`."""
@@ -204,6 +226,19 @@ class DockerBackend:
             )
             self._running.add(process)
             return process
+
+
+def _capture(command: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, capture_output=True, text=True, check=False, timeout=60)
+
+
+def _field(text: str, name: str) -> str:
+    """The value of the first `Name:  value` line of `docker buildx inspect` output."""
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() == name:
+            return value.strip()
+    return ""
 
 
 def _drain(pipe: Any) -> None:

@@ -18,6 +18,7 @@ from buildpilot.backend import DockerBackend
 from buildpilot.config import Project, find_config, json_schema, load_config
 from buildpilot.console import Terminal
 from buildpilot.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, BuildpilotError
+from buildpilot.executor import DEFAULT_JOBS
 from buildpilot.git import git_info
 from buildpilot.plan import make_plan
 from buildpilot.results import exit_code
@@ -96,7 +97,9 @@ def build(
     push: Annotated[
         bool, typer.Option("--push", help="Push images instead of loading them.")
     ] = False,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Parallel builds.")] = 2,
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", min=1, help="Parallel builds.")
+    ] = DEFAULT_JOBS,
     fail_fast: Annotated[
         bool, typer.Option("--fail-fast", help="Start no new build after a failure.")
     ] = False,

@@ -19,6 +19,9 @@ from buildpilot.progress import ProgressTracker
 from buildpilot.results import ImageResult, Status
 
 Clock = Callable[[], datetime]
+# Builds mostly wait on BuildKit, which throttles steps itself; a few buildx clients at once
+# keep independent images overlapping without crowding two cores.
+DEFAULT_JOBS = 4
 
 
 def utcnow() -> datetime:
@@ -30,7 +33,7 @@ def utcnow() -> datetime:
 class ExecuteOptions:
     """How to schedule the builds of a plan."""
 
-    jobs: int = 2
+    jobs: int = DEFAULT_JOBS
     fail_fast: bool = False
 
 

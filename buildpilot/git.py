@@ -36,16 +36,16 @@ def run_git(root: Path, *args: str) -> str:
 def git_info(root: Path) -> GitInfo:
     """Commit, branch and default branch of the repository at `root` (all None outside git)."""
     try:
-        sha = run_git(root, "rev-parse", "HEAD")
-    except GitError:
+        sha, time = run_git(root, "log", "-1", "--format=%H %ct").split()
+    except (GitError, ValueError):
         return GitInfo()
-    branch = _try(root, "symbolic-ref", "--short", "-q", "HEAD")
+    head = _try(root, "rev-parse", "--symbolic-full-name", "HEAD") or ""
+    branch = head.removeprefix("refs/heads/") if head.startswith("refs/heads/") else None
+    default = None
     remote_head = _try(root, "symbolic-ref", "--short", "-q", "refs/remotes/origin/HEAD")
-    default = remote_head.split("/", 1)[1] if remote_head and "/" in remote_head else None
-    time = _try(root, "show", "-s", "--format=%ct", "HEAD")
-    return GitInfo(
-        sha=sha, branch=branch, default_branch=default, commit_time=int(time) if time else None
-    )
+    if remote_head and "/" in remote_head:
+        default = remote_head.split("/", 1)[1]
+    return GitInfo(sha=sha, branch=branch, default_branch=default, commit_time=int(time))
 
 
 def _try(root: Path, *args: str) -> str | None:

@@ -12,7 +12,7 @@ from buildpilot.backend import Backend
 from buildpilot.config import Project
 from buildpilot.console import Terminal
 from buildpilot.errors import BuildpilotError, EngineError
-from buildpilot.executor import Clock, ExecuteOptions, execute, utcnow
+from buildpilot.executor import DEFAULT_JOBS, Clock, ExecuteOptions, execute, utcnow
 from buildpilot.git import GitInfo
 from buildpilot.plan import BuildOptions, Output, Plan, dry_run_refs
 from buildpilot.results import RunResult
@@ -29,7 +29,7 @@ class BuildSettings:
 
     images: Sequence[str] = ()
     output: Output = "load"
-    jobs: int = 2
+    jobs: int = DEFAULT_JOBS
     fail_fast: bool = False
     builder: str | None = None
     branch: str | None = None

@@ -40,9 +40,8 @@ def timed(command: list[str], *, cwd: Path) -> float:
     done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
-        sys.exit(
-            f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
-        )
+        output = (done.stdout + done.stderr)[-3000:]
+        sys.exit(f"{' '.join(command)} failed ({done.returncode}):\n{output}")
     return elapsed
 
 

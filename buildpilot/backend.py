@@ -102,6 +102,13 @@ class DockerBackend:
                 _capture, [*docker, "buildx", "inspect", *([builder] if builder else [])]
             )
         buildx, details = version.result(), inspect.result()
+        found = _version_tuple(buildx.stdout)
+        if buildx.returncode == 0 and found < MIN_BUILDX:
+            raise EngineError(
+                f"buildx {'.'.join(map(str, found))} is too old: buildpilot needs "
+                f"{'.'.join(map(str, MIN_BUILDX))} or newer for --progress=rawjson.",
+                hint="Upgrade the docker-buildx package or plugin.",
+            )
         driver = _field(details.stdout, "Driver")
         if (
             buildx.returncode != 0
@@ -110,13 +117,6 @@ class DockerBackend:
             or _field(details.stdout, "Error")
         ):
             self._diagnose(builder)
-        found = _version_tuple(buildx.stdout)
-        if found < MIN_BUILDX:
-            raise EngineError(
-                f"buildx {'.'.join(map(str, found))} is too old: buildpilot needs "
-                f"{'.'.join(map(str, MIN_BUILDX))} or newer for --progress=rawjson.",
-                hint="Upgrade the docker-buildx package or plugin.",
-            )
         return EngineInfo(buildx_version=buildx.stdout.strip(), driver=driver or "docker")
 
     def _diagnose(self, builder: str | None) -> None:

@@ -74,6 +74,14 @@ class Backend(Protocol):
         """Tag a local image."""
         ...
 
+    def find(self, ref: str, *, registry: bool) -> str | None:
+        """The manifest digest of `ref` in the registry or the local store, or None."""
+        ...
+
+    def retag_remote(self, source: str, tags: Sequence[str]) -> None:
+        """Add `tags` to a registry image (by digest), without pulling it."""
+        ...
+
     def interrupt(self) -> None:
         """End every running build: SIGINT to its process group, SIGKILL after a grace period."""
         ...
@@ -187,6 +195,43 @@ class DockerBackend:
             self._client.image.tag(source, target)
         except DockerException as exc:
             raise EngineError(f"cannot tag {source} as {target}: " + _last_line(exc)) from None
+
+    def find(self, ref: str, *, registry: bool) -> str | None:
+        """The manifest digest of `ref` in the registry or the local store, or None."""
+        if registry:
+            done = _capture(
+                [
+                    *self._docker_cmd(),
+                    "buildx",
+                    "imagetools",
+                    "inspect",
+                    ref,
+                    "--format",
+                    "{{json .Manifest}}",
+                ]
+            )
+            key = "digest"
+        else:
+            done = _capture(
+                [*self._docker_cmd(), "image", "inspect", ref, "--format", "{{json .}}"]
+            )
+            key = "Id"
+        if done.returncode != 0:
+            return None
+        try:
+            value = json.loads(done.stdout).get(key)
+        except (ValueError, AttributeError):
+            return None
+        return value if isinstance(value, str) and value.startswith("sha256:") else None
+
+    def retag_remote(self, source: str, tags: Sequence[str]) -> None:
+        """Add `tags` to a registry image (by digest), without pulling it."""
+        command = [*self._docker_cmd(), "buildx", "imagetools", "create"]
+        for tag in tags:
+            command += ["--tag", tag]
+        done = _capture([*command, source])
+        if done.returncode != 0:
+            raise EngineError(f"cannot tag {source} in the registry: {done.stderr.strip()}")
 
     def interrupt(self) -> None:
         """End every running build: SIGINT to its process group, SIGKILL after a grace period."""

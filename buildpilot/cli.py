@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +22,14 @@ from buildpilot.git import git_info
 from buildpilot.plan import make_plan
 from buildpilot.results import exit_code
 from buildpilot.runs import load_run
-from buildpilot.workflow import BuildSettings, build_options, dry_run_commands, run_build
+from buildpilot.workflow import (
+    BuildSettings,
+    build_options,
+    dry_run_lines,
+    make_forecast,
+    prepare,
+    run_build,
+)
 
 # "\b" keeps click from re-wrapping the table.
 EXIT_CODES = """\b
@@ -45,6 +51,10 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
+SinceOption = Annotated[
+    str | None,
+    typer.Option(help="Only what changed since this git ref (merge base with HEAD)."),
+]
 ConfigOption = Annotated[
     Path | None,
     typer.Option(
@@ -117,6 +127,14 @@ def build(
     no_cache_write: Annotated[
         bool, typer.Option("--no-cache-write", help="Read registry caches but export none.")
     ] = False,
+    since: SinceOption = None,
+    skip_existing: Annotated[
+        bool,
+        typer.Option(
+            "--skip-existing",
+            help="Reuse an image whose input fingerprint already has one (fp-… tag); no build.",
+        ),
+    ] = False,
 ) -> None:
     """Build images and the images they depend on, bases first, independent ones in parallel."""
     terminal = Terminal()
@@ -132,17 +150,24 @@ def build(
             default_branch=default_branch,
             no_cache=no_cache,
             write_cache=not no_cache_write,
+            since=since,
+            skip_existing=skip_existing,
         )
         git = git_info(project.root)
         options = build_options(project, settings, git, os.environ)
-        plan = make_plan(project, settings.images, options)
+        prepared = prepare(
+            project,
+            make_plan(project, settings.images, options),
+            since=since,
+            skip_existing=skip_existing,
+        )
         if dry_run:
-            for command in dry_run_commands(plan):
-                terminal.info(shlex.join(command))
+            for line in dry_run_lines(prepared):
+                terminal.info(line)
             raise typer.Exit(0)
         run = run_build(
             project,
-            plan,
+            prepared,
             settings,
             backend=DockerBackend(),
             terminal=terminal,
@@ -151,6 +176,42 @@ def build(
         )
         terminal.print(report.summary_table(run))
         raise typer.Exit(exit_code(run))
+
+
+@app.command("plan")
+def plan_command(
+    images: Annotated[list[str] | None, typer.Argument(help="Images (default: all).")] = None,
+    config: ConfigOption = None,
+    since: SinceOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+    with_fingerprints: Annotated[
+        bool, typer.Option("--fingerprints", help="Include each image's input fingerprint.")
+    ] = False,
+) -> None:
+    """Show what a build would do: affected images in build order, with reasons and the
+    first step of each stage that will run again."""
+    terminal = Terminal()
+    with _user_errors(terminal):
+        project = _project(config)
+        forecast = make_forecast(project, images or [], since=since, fingerprints=with_fingerprints)
+        if as_json:
+            typer.echo(report.plan_json(forecast))
+        else:
+            terminal.print(*report.plan_view(forecast))
+
+
+@app.command()
+def explain(
+    image: Annotated[str, typer.Argument(help="The image to explain.")],
+    config: ConfigOption = None,
+    since: SinceOption = None,
+) -> None:
+    """Print the full chain for one image: file -> Dockerfile:line instruction -> stage."""
+    terminal = Terminal()
+    with _user_errors(terminal):
+        project = _project(config)
+        forecast = make_forecast(project, [image], since=since, fingerprints=True)
+        terminal.print(*report.explain_view(forecast, image))
 
 
 @app.command()

@@ -163,25 +163,36 @@ def load_config(path: Path) -> Project:
     if not path.is_file():
         raise ConfigError([f"{path}: config file not found"])
     try:
-        source = load_yaml(path)
-    except YamlError as exc:
-        raise ConfigError([_where(path, exc.line, ()) + exc.message]) from None
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{path}: cannot read: {exc}"]) from None
+    config, source = _parse(text, path)
+    project = Project(path=path.resolve(), config=config)
+    problems = list(_semantic_problems(project, source))
+    if problems:
+        raise ConfigError(problems)
+    return project
+
+
+def parse_config(text: str, path: Path) -> Config:
+    """Validate config text (keys and types only, no files looked at): for a config at a ref."""
+    return _parse(text, path)[0]
+
+
+def _parse(text: str, path: Path) -> tuple[Config, YamlSource]:
+    try:
+        source = load_yaml(text, path)
+    except YamlError as exc:
+        raise ConfigError([_where(path, exc.line, ()) + exc.message]) from None
     if not isinstance(source.data, dict):
         kind = "empty" if source.data is None else f"a {type(source.data).__name__}"
         raise ConfigError(
             [f"{path}: the config must be a mapping with 'version' and 'images'; it is {kind}"]
         )
     try:
-        config = Config.model_validate(source.data)
+        return Config.model_validate(source.data), source
     except ValidationError as exc:
         raise ConfigError(list(_pydantic_problems(exc, source))) from None
-    project = Project(path=path.resolve(), config=config)
-    problems = list(_semantic_problems(project, source))
-    if problems:
-        raise ConfigError(problems)
-    return project
 
 
 def _where(path: Path, line: int | None, loc: Loc) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -45,18 +45,33 @@ class Execution:
     interrupted: bool
 
 
+@dataclass(frozen=True)
+class Reused:
+    """An image that is not built in this run: its result, and the ref dependents pin."""
+
+    result: ImageResult
+    pinned: str | None = None
+
+
 def execute(
     plan: Plan,
     backend: Backend,
     terminal: Terminal,
     options: ExecuteOptions,
     *,
+    reused: Mapping[str, Reused] | None = None,
     clock: Clock = utcnow,
 ) -> Execution:
-    """Build every image of `plan` once its dependencies have succeeded."""
-    results: dict[str, ImageResult] = {}
-    pinned: dict[str, str] = {}  # image -> ref that dependents use as their named context
-    pending = list(plan.order)
+    """Build every image of `plan` once its dependencies have succeeded.
+
+    Images in `reused` are not built: their results stand, and their pinned refs reach
+    their dependents as if they had just been built.
+    """
+    results: dict[str, ImageResult] = {n: r.result for n, r in (reused or {}).items()}
+    pinned = {n: r.pinned for n, r in (reused or {}).items() if r.pinned is not None}
+    for result in results.values():
+        terminal.image_finished(result)
+    pending = [name for name in plan.order if name not in results]
     running: dict[Future[tuple[ImageResult, str | None]], str] = {}
     stop_reason: str | None = None
     interrupted = False
@@ -102,15 +117,16 @@ def execute(
     return Execution(images=[results[n] for n in plan.order], interrupted=interrupted)
 
 
+_USABLE = (Status.SUCCESS, Status.SKIPPED)
+
+
 def _ready(request: BuildRequest, results: dict[str, ImageResult]) -> bool:
-    return all(
-        dep in results and results[dep].status is Status.SUCCESS for dep in request.dependencies
-    )
+    return all(dep in results and results[dep].status in _USABLE for dep in request.dependencies)
 
 
 def _failed_dependency(request: BuildRequest, results: dict[str, ImageResult]) -> str | None:
     for dep in request.dependencies:
-        if dep in results and results[dep].status is not Status.SUCCESS:
+        if dep in results and results[dep].status not in _USABLE:
             return f"not built: dependency '{dep}' {results[dep].status.value}"
     return None
 
@@ -146,7 +162,7 @@ def _build(
         warnings.append(f"{request.image}: cache export to {refs} failed; the image itself is fine")
     pinned = None
     if status is Status.SUCCESS and outcome.digest:
-        pinned = _pin(request, outcome.digest, backend)
+        pinned = pin(request, outcome.digest, backend)
     result = ImageResult(
         name=request.image,
         status=status,
@@ -180,7 +196,7 @@ def _error_text(outcome: BuildOutcome) -> str:
     return lines[-1].strip() if lines else f"buildx exited with code {outcome.returncode}"
 
 
-def _pin(request: BuildRequest, digest: str, backend: Backend) -> str:
+def pin(request: BuildRequest, digest: str, backend: Backend) -> str:
     """A ref that names exactly this build: by digest in a registry, by a digest tag locally.
 
     The local image store resolves tags only, so a loaded base gets the tag `sha256-<hex>`.

@@ -53,3 +53,94 @@ def _try(root: Path, *args: str) -> str | None:
         return run_git(root, *args) or None
     except GitError:
         return None
+
+
+@dataclass(frozen=True)
+class ChangeSet:
+    """Files changed since a ref's merge base, as paths relative to the repository root."""
+
+    ref: str
+    base: str  # the merge-base commit
+    root: Path  # the repository's top level
+    files: frozenset[str]
+    deleted: frozenset[str]
+
+
+def toplevel(root: Path) -> Path:
+    """The top level of the git repository that holds `root`."""
+    return Path(run_git(root, "rev-parse", "--show-toplevel"))
+
+
+def changed_files(root: Path, ref: str) -> ChangeSet:
+    """Committed changes since the merge base of `ref` and HEAD, plus staged, unstaged and
+    untracked (not ignored) files. A rename counts on both sides; a deletion counts too."""
+    top = toplevel(root)
+    _require_ref(top, ref)
+    try:
+        base = run_git(top, "merge-base", ref, "HEAD")
+    except GitError:
+        raise GitError(
+            f"no merge base between {ref} and HEAD: the history between them is missing",
+            hint=_FETCH_HINT.format(ref=ref),
+        ) from None
+    # --no-renames lists a rename as a deletion and an addition: both sides count.
+    diff = run_git(top, "diff", "--name-status", "--no-renames", "-z", base)
+    untracked = run_git(top, "ls-files", "--others", "--exclude-standard", "-z")
+    files: set[str] = set()
+    deleted: set[str] = set()
+    fields = diff.split("\0")
+    for status, path in zip(fields[0::2], fields[1::2], strict=False):
+        if path:
+            files.add(path)
+            if status.startswith("D"):
+                deleted.add(path)
+    files.update(p for p in untracked.split("\0") if p)
+    return ChangeSet(
+        ref=ref, base=base, root=top, files=frozenset(files), deleted=frozenset(deleted)
+    )
+
+
+def file_at(top: Path, commit: str, path: str) -> str | None:
+    """The text of `path` (relative to the top level) at `commit`, or None if absent."""
+    command = ["git", "-C", str(top), "show", f"{commit}:{path}"]
+    done = subprocess.run(command, capture_output=True, check=False, timeout=60)
+    if done.returncode != 0:
+        return None
+    return done.stdout.decode("utf-8", errors="replace")
+
+
+def tracked_blobs(top: Path) -> dict[str, tuple[str, str]]:
+    """path -> (mode, blob sha) of every file in the index."""
+    out = run_git(top, "ls-files", "--stage", "-z")
+    blobs: dict[str, tuple[str, str]] = {}
+    for entry in out.split("\0"):
+        if entry:
+            meta, _, path = entry.partition("\t")
+            mode, sha, _stage = meta.split()
+            blobs[path] = (mode, sha)
+    return blobs
+
+
+def dirty_files(top: Path) -> set[str]:
+    """Tracked files whose working copy differs from the index, and every untracked file,
+    ignored ones included: BuildKit sends what is on disk, not what git tracks."""
+    modified = run_git(top, "ls-files", "--modified", "-z")
+    others = run_git(top, "ls-files", "--others", "-z")
+    return {p for p in (modified + "\0" + others).split("\0") if p}
+
+
+_FETCH_HINT = (
+    "Fetch it, e.g. `git fetch origin {ref}` (a shallow CI clone also needs "
+    "`git fetch --deepen=200` or `--unshallow`), or use `--skip-existing`, which needs no history."
+)
+
+
+def _require_ref(top: Path, ref: str) -> None:
+    try:
+        run_git(top, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    except GitError:
+        shallow = _try(top, "rev-parse", "--is-shallow-repository") == "true"
+        where = "this shallow clone" if shallow else "this repository"
+        raise GitError(
+            f"--since {ref}: {where} has no commit {ref}", hint=_FETCH_HINT.format(ref=ref)
+        ) from None

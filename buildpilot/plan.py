@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -11,9 +11,11 @@ from buildpilot import graph
 from buildpilot.cache import CacheRefs, cache_refs, slug
 from buildpilot.config import Project
 from buildpilot.errors import ConfigError
+from buildpilot.fingerprint import Fingerprint
 
 Output = Literal["load", "push"]
 LABEL_IMAGE = "dev.buildpilot.image"
+LABEL_FINGERPRINT = "dev.buildpilot.fingerprint"
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,21 @@ class BuildRequest:
     attestations: bool = False
     no_cache: bool = False
     builder: str | None = None
+    fingerprint: str | None = None
+    fingerprint_tag: str | None = None  # e.g. "registry/name:fp-…", also pushed/loaded
+
+    def with_fingerprint(self, fingerprint: Fingerprint) -> BuildRequest:
+        """This request, labelled with its input fingerprint and tagged `fp-…` for reuse."""
+        if fingerprint.value is None or fingerprint.tag is None:
+            return self
+        ref = f"{self.repository}:{fingerprint.tag}"
+        return replace(
+            self,
+            labels={**self.labels, LABEL_FINGERPRINT: fingerprint.value},
+            tags=(*self.tags, ref),
+            fingerprint=fingerprint.value,
+            fingerprint_tag=ref,
+        )
 
     def argv(self, base_refs: Mapping[str, str]) -> list[str]:
         """The buildx argv (after `docker`); `base_refs` maps an image to its pinned ref."""

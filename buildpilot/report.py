@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from dataclasses import asdict
 from typing import Any
 
 from rich.console import RenderableType
@@ -17,7 +18,9 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
+from buildpilot.changes import reason_line
 from buildpilot.results import ImageResult, PhaseTiming, RunResult, Status, StepTiming, Timeline
+from buildpilot.selection import Forecast
 
 ELLIPSIS = "…"
 INSTRUCTION_WIDTH = 60  # characters of a step's instruction shown in the step table
@@ -290,3 +293,98 @@ def _image_figures(image: ImageResult) -> dict[str, Any]:
         "steps_cached": image.steps_cached,
         "duration": image.duration,
     }
+
+
+def plan_data(forecast: Forecast) -> dict[str, Any]:
+    """The plan as data: every image with its decision, reasons and predicted steps."""
+    images = []
+    for name in forecast.order:
+        decision = forecast.decisions[name]
+        predicted = forecast.prediction.images[name] if forecast.prediction else None
+        fingerprint = forecast.fingerprints.get(name)
+        images.append(
+            {
+                "name": name,
+                "affected": predicted.affected if predicted else True,
+                "action": decision.action.value,
+                "why": decision.reason,
+                "reasons": [asdict(r) for r in predicted.reasons] if predicted else [],
+                "steps": [asdict(s) for s in predicted.steps] if predicted else [],
+                "first_misses": {
+                    stage: asdict(step) for stage, step in predicted.first_misses().items()
+                }
+                if predicted
+                else {},
+                "fingerprint": fingerprint.value if fingerprint else None,
+            }
+        )
+    prediction = forecast.prediction
+    return {
+        "since": prediction.since if prediction else None,
+        "base": prediction.base if prediction else None,
+        "changed_files": list(prediction.changed_files) if prediction else [],
+        "images": images,
+        "order": forecast.waves,
+    }
+
+
+def plan_json(forecast: Forecast) -> str:
+    """`buildpilot plan --json`."""
+    return json.dumps(plan_data(forecast), indent=2)
+
+
+def plan_view(forecast: Forecast) -> list[RenderableType]:
+    """`buildpilot plan`: one row per image in build order, then the parallel waves."""
+    since = forecast.prediction.since if forecast.prediction else None
+    title = f"plan since {since}" if since else "plan (no --since: every selected image builds)"
+    table = Table(title=title, title_justify="left")
+    for column in ("image", "action", "first misses", "why"):
+        table.add_column(column, overflow="fold")
+    for name in forecast.order:
+        decision = forecast.decisions[name]
+        predicted = forecast.prediction.images[name] if forecast.prediction else None
+        misses = (
+            "\n".join(
+                f"{stage}: line {step.line} {truncate(step.instruction, 40)}"
+                for stage, step in predicted.first_misses().items()
+            )
+            if predicted
+            else "-"
+        )
+        style = {"build": "bold", "reuse": "cyan", "skip": "dim"}[decision.action.value]
+        table.add_row(
+            Text(name, style=style), decision.action.value, misses or "-", decision.reason
+        )
+    waves = (
+        " -> ".join("[" + ", ".join(wave) + "]" for wave in forecast.waves) or "nothing to build"
+    )
+    return [table, Text(f"build order: {waves}")]
+
+
+def explain_view(forecast: Forecast, image: str) -> list[RenderableType]:
+    """`buildpilot explain IMAGE`: the whole chain behind one image's forecast."""
+    decision = forecast.decisions[image]
+    parts: list[RenderableType] = [
+        Text(f"{image}: {decision.action.value} ({decision.reason})", style="bold")
+    ]
+    fingerprint = forecast.fingerprints.get(image)
+    if fingerprint is not None:
+        parts.append(
+            Text(f"fingerprint: {fingerprint.value or 'none: ' + str(fingerprint.unknown)}")
+        )
+    if forecast.prediction is None:
+        parts.append(Text("no --since given: nothing to compare with, so every step may run"))
+        return parts
+    predicted = forecast.prediction.images[image]
+    changed = forecast.prediction.changed_files
+    parts.append(Text(f"{len(changed)} files changed since {forecast.prediction.since}"))
+    for reason in predicted.reasons:
+        parts.append(Text("  " + reason_line(reason)))
+    table = Table(title="steps", title_justify="left")
+    for column in ("stage", "line", "instruction", "forecast"):
+        table.add_column(column, overflow="fold")
+    for step in predicted.steps:
+        verdict = Text("cached", style="green") if step.cached else Text("runs", style="yellow")
+        table.add_row(step.stage, str(step.line), truncate(step.instruction, 70), verdict)
+    parts.append(table)
+    return parts

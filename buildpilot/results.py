@@ -68,6 +68,34 @@ class Timeline(_Record):
     cache_export_failed: bool = False
 
 
+class PredictedStep(_Record):
+    """A Dockerfile step as `plan` forecast it, beside what BuildKit did."""
+
+    stage: str
+    line: int
+    instruction: str
+    predicted_cached: bool
+    actual_cached: bool | None = None  # None: BuildKit did not run it (or was not asked)
+
+
+class PredictionCheck(_Record):
+    """The forecast for one image against BuildKit's own cached flags."""
+
+    since: str
+    affected: bool
+    reasons: list[str] = []
+    steps: list[PredictedStep] = []
+
+    @property
+    def disagreements(self) -> list[PredictedStep]:
+        """Steps where the forecast and BuildKit differ."""
+        return [
+            s
+            for s in self.steps
+            if s.actual_cached is not None and s.actual_cached != s.predicted_cached
+        ]
+
+
 class ImageResult(_Record):
     """The outcome of one image in a run."""
 
@@ -82,6 +110,8 @@ class ImageResult(_Record):
     reason: str | None = None  # why it failed, was aborted or skipped
     command: list[str] = []  # the buildx argv, redacted
     warnings: list[str] = []
+    fingerprint: str | None = None
+    prediction: PredictionCheck | None = None
 
     @property
     def steps_total(self) -> int:
@@ -111,6 +141,7 @@ class RunResult(_Record):
     interrupted: bool = False
     branch: str | None = None
     commit: str | None = None
+    since: str | None = None
 
     @property
     def duration(self) -> float:

@@ -3,20 +3,34 @@
 from __future__ import annotations
 
 import os
+import shlex
 import stat
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from buildpilot import graph
 from buildpilot.backend import Backend
+from buildpilot.changes import Prediction, check_against, predict
 from buildpilot.config import Project
 from buildpilot.console import Terminal
 from buildpilot.errors import BuildpilotError, EngineError
-from buildpilot.executor import DEFAULT_JOBS, Clock, ExecuteOptions, execute, utcnow
-from buildpilot.git import GitInfo
-from buildpilot.plan import BuildOptions, Output, Plan, dry_run_refs
-from buildpilot.results import RunResult
+from buildpilot.executor import DEFAULT_JOBS, Clock, ExecuteOptions, Reused, execute, pin, utcnow
+from buildpilot.fingerprint import FileIndex, Fingerprint
+from buildpilot.fingerprint import fingerprints as fingerprint_all
+from buildpilot.git import GitInfo, changed_files, file_at
+from buildpilot.plan import (
+    BuildOptions,
+    BuildRequest,
+    Output,
+    Plan,
+    dependency_graph,
+    dry_run_refs,
+)
+from buildpilot.results import ImageResult, RunResult, Status
 from buildpilot.runs import new_run_id, save_run
+from buildpilot.selection import Action, Decision, Forecast, decide
 
 FALLBACK_BRANCH = "main"
 # Branch names as CI systems give them when the checkout is a detached HEAD.
@@ -36,6 +50,8 @@ class BuildSettings:
     default_branch: str | None = None
     no_cache: bool = False
     write_cache: bool = True
+    since: str | None = None
+    skip_existing: bool = False
 
 
 def build_options(
@@ -62,10 +78,42 @@ def build_options(
     )
 
 
-def dry_run_commands(plan: Plan) -> list[list[str]]:
-    """The exact docker command of every image, bases first; base digests are placeholders."""
-    refs = dry_run_refs(plan)
-    return [["docker", *plan.requests[name].argv(refs)] for name in plan.order]
+def dry_run_lines(prepared: Prepared) -> list[str]:
+    """The exact docker command of every image, bases first (base digests are placeholders);
+    images not built get a comment saying why."""
+    refs = dry_run_refs(prepared.plan)
+    lines = []
+    for name in prepared.plan.order:
+        decision = prepared.decisions[name]
+        request = prepared.plan.requests[name]
+        command = shlex.join(["docker", *request.argv(refs)])
+        if decision.action is Action.SKIP:
+            lines.append(f"# skip {name}: {decision.reason}")
+        elif decision.action is Action.REUSE:
+            lines += [f"# reuse {request.fingerprint_tag} if it exists, else:", command]
+        else:
+            lines.append(command)
+    return lines
+
+
+def make_forecast(
+    project: Project, selected: Sequence[str], *, since: str | None, fingerprints: bool
+) -> Forecast:
+    """Forecast a build without touching the engine."""
+    deps = dependency_graph(project)
+    names = graph.closure(deps, selected or list(deps))
+    order = [name for wave in graph.waves(deps, names) for name in wave]
+    prediction = forecast(project, order, since) if since else None
+    prints = fingerprint_all(project, order, FileIndex.scan(project.root)) if fingerprints else {}
+    decisions = decide(order, deps, prediction=prediction, fingerprints=prints, skip_existing=False)
+    to_build = [n for n in order if decisions[n].action is Action.BUILD]
+    return Forecast(
+        order=order,
+        waves=graph.waves(deps, to_build),
+        prediction=prediction,
+        decisions=decisions,
+        fingerprints=prints,
+    )
 
 
 def preflight(project: Project, plan: Plan, env: Mapping[str, str]) -> list[str]:
@@ -105,9 +153,46 @@ def _check_agent(sock: str | None, where: str) -> None:
         )
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A plan with fingerprints, the forecast since a ref, and what to do with each image."""
+
+    plan: Plan
+    fingerprints: Mapping[str, Fingerprint]
+    prediction: Prediction | None
+    decisions: Mapping[str, Decision]
+
+
+def forecast(project: Project, order: Sequence[str], since: str) -> Prediction:
+    """Which images and steps the files changed since `since` invalidate."""
+    changes = changed_files(project.root, since)
+    return predict(
+        project,
+        order,
+        top=changes.root,
+        since=since,
+        base=changes.base,
+        changed=changes.files,
+        read_at_base=lambda rel: file_at(changes.root, changes.base, rel),
+    )
+
+
+def prepare(project: Project, plan: Plan, *, since: str | None, skip_existing: bool) -> Prepared:
+    """Fingerprint every image, forecast the change, and decide what each image needs."""
+    prints = fingerprint_all(project, plan.order, FileIndex.scan(project.root))
+    requests = {name: r.with_fingerprint(prints[name]) for name, r in plan.requests.items()}
+    plan = Plan(requests=requests, waves=plan.waves)
+    prediction = forecast(project, plan.order, since) if since else None
+    deps = {name: list(request.dependencies) for name, request in requests.items()}
+    decisions = decide(
+        plan.order, deps, prediction=prediction, fingerprints=prints, skip_existing=skip_existing
+    )
+    return Prepared(plan=plan, fingerprints=prints, prediction=prediction, decisions=decisions)
+
+
 def run_build(
     project: Project,
-    plan: Plan,
+    prepared: Prepared,
     settings: BuildSettings,
     *,
     backend: Backend,
@@ -117,8 +202,9 @@ def run_build(
     clock: Clock = utcnow,
     env: Mapping[str, str] | None = None,
 ) -> RunResult:
-    """Check the engine, build the plan, and record the run under .buildpilot/."""
+    """Check the engine, build what the plan needs, and record the run under .buildpilot/."""
     env = os.environ if env is None else env
+    plan = prepared.plan
     for warning in preflight(project, plan, env):
         terminal.warn(warning)
     engine = backend.check(builder=settings.builder or project.config.builder)
@@ -130,23 +216,102 @@ def run_build(
             hint="Add --push: bases then reach dependents through the registry, pinned by digest.",
         )
     started = clock()
+    skipped = {
+        name: ImageResult(
+            name=name,
+            status=Status.SKIPPED,
+            reason=d.reason,
+            fingerprint=plan.requests[name].fingerprint,
+        )
+        for name, d in prepared.decisions.items()
+        if d.action is Action.SKIP
+    }
+    reused = _find_reusable(plan, prepared.decisions, backend, retag=settings.skip_existing)
+    to_run = Plan(
+        requests={n: r for n, r in plan.requests.items() if n not in skipped},
+        waves=[[n for n in wave if n not in skipped] for wave in plan.waves],
+    )
     with terminal.live():
+        for result in skipped.values():
+            terminal.image_finished(result)
         execution = execute(
-            plan,
+            to_run,
             backend,
             terminal,
             ExecuteOptions(jobs=settings.jobs, fail_fast=settings.fail_fast),
+            reused=reused,
             clock=clock,
         )
+    built = {image.name: image for image in execution.images}
     run = RunResult(
         id=new_run_id(started),
         started=started,
         completed=clock(),
         config=str(project.path),
-        images=execution.images,
+        images=[_checked(built.get(name) or skipped[name], prepared) for name in plan.order],
         interrupted=execution.interrupted,
         branch=branch,
         commit=git.sha,
+        since=prepared.prediction.since if prepared.prediction else None,
     )
     save_run(project.root, run)
     return run
+
+
+def _find_reusable(
+    plan: Plan, decisions: Mapping[str, Decision], backend: Backend, *, retag: bool
+) -> dict[str, Reused]:
+    """Images to reuse that exist, looked up (and retagged) in parallel; the others are built."""
+    wanted = [
+        name
+        for name, d in decisions.items()
+        if d.action is Action.REUSE and plan.requests[name].fingerprint_tag
+    ]
+
+    def reuse(name: str) -> Reused | None:
+        request = plan.requests[name]
+        ref = request.fingerprint_tag or ""
+        digest = backend.find(ref, registry=request.output == "push")
+        if digest is None:
+            return None
+        if retag:
+            _retag(request, digest, backend)
+        result = ImageResult(
+            name=name,
+            status=Status.SKIPPED,
+            digest=digest,
+            tags=list(request.tags) if retag else [ref],
+            reason=f"reused {ref} ({decisions[name].reason})",
+            fingerprint=request.fingerprint,
+        )
+        return Reused(result=result, pinned=pin(request, digest, backend))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        found = dict(zip(wanted, pool.map(reuse, wanted), strict=True))
+    return {name: reused for name, reused in found.items() if reused is not None}
+
+
+def _retag(request: BuildRequest, digest: str, backend: Backend) -> None:
+    if request.output == "push":
+        backend.retag_remote(f"{request.repository}@{digest}", request.tags)
+    else:
+        for tag in request.tags:
+            backend.tag(digest, tag)
+
+
+def _checked(image: ImageResult, prepared: Prepared) -> ImageResult:
+    """The image's result with its forecast beside BuildKit's cached flags."""
+    fingerprint = (
+        prepared.plan.requests[image.name].fingerprint
+        if image.name in prepared.plan.requests
+        else None
+    )
+    update: dict[str, object] = {"fingerprint": image.fingerprint or fingerprint}
+    if prepared.prediction is not None and image.name in prepared.prediction.images:
+        ran = image.status in (Status.SUCCESS, Status.FAILED)
+        update["prediction"] = check_against(
+            prepared.prediction.images[image.name],
+            prepared.prediction.since,
+            image.timeline.steps if ran else None,
+        )
+    return image.model_copy(update=update)

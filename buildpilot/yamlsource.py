@@ -37,9 +37,8 @@ class YamlError(Exception):
         self.line = line
 
 
-def load_yaml(path: Path) -> YamlSource:
-    """Parse `path`; raise YamlError on a syntax error or a duplicate key."""
-    text = path.read_text(encoding="utf-8")
+def load_yaml(text: str, path: Path) -> YamlSource:
+    """Parse `text` (read from `path`); raise YamlError on a syntax error or a duplicate key."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:

@@ -1,0 +1,5 @@
+"""String helpers."""
+
+
+def shout(text: str) -> str:
+    return text.upper()

@@ -1,0 +1,3 @@
+"""The api entry point."""
+
+PORT = 8080

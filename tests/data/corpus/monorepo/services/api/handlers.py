@@ -1,0 +1,3 @@
+"""Request handlers."""
+
+ROUTES = ("/health", "/orders")

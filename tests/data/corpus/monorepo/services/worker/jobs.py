@@ -1,0 +1,3 @@
+"""Job definitions."""
+
+JOBS = ("resize", "mail")

@@ -1,0 +1,3 @@
+"""The worker entry point."""
+
+QUEUE = "jobs"

@@ -605,7 +605,7 @@ def _go_scan_chunk(pattern: str) -> tuple[bool, str, str]:
 
 
 def _go_match(pattern: str, name: str) -> bool:
-    """Go 1.22 path/filepath.Match, ported statement by statement (ValueError = ErrBadPattern)."""
+    """Go 1.22 path/filepath.Match, ported statement by statement."""
     while pattern:
         star, chunk, pattern = _go_scan_chunk(pattern)
         if star and not chunk:

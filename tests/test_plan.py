@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pytest
@@ -7,7 +8,7 @@ import pytest
 from buildpilot.config import load_config
 from buildpilot.errors import ConfigError, UnknownImageError
 from buildpilot.plan import BuildOptions, make_plan
-from buildpilot.workflow import dry_run_commands
+from buildpilot.workflow import dry_run_lines, prepare
 from tests.conftest import write_tree
 
 CONFIG = {
@@ -31,7 +32,7 @@ CONFIG = {
 }
 FILES = {
     "images/base/Dockerfile": "FROM scratch\n",
-    "services/stt/Dockerfile": "FROM base\n",
+    "services/stt/Dockerfile": "FROM base AS runtime\n",
     "gateway/Dockerfile": "FROM scratch\n",
     "libs/x.py": "",
     "ca.crt": "",
@@ -111,8 +112,9 @@ def test_push_no_cache_and_disabled_cache(tmp_path: Path) -> None:
 
 
 def test_dry_run_lists_bases_first_with_placeholder_digest(tmp_path: Path) -> None:
-    plan = make_plan(project(tmp_path), ["stt"], BuildOptions(git_sha=SHA))
-    commands = dry_run_commands(plan)
+    loaded = project(tmp_path)
+    prepared = prepare(loaded, make_plan(loaded, ["stt"], BuildOptions(git_sha=SHA)), since=None, skip_existing=False)
+    commands = [shlex.split(line) for line in dry_run_lines(prepared)]
     assert [c[-1] for c in commands] == [f"{tmp_path}/images/base", str(tmp_path)]
     assert "base=docker-image://localhost:5000/speech/base@<digest of base>" in commands[1]
 

@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
-import yaml
 
 from buildpilot.progress import ProgressTracker, RawJsonStream
 from tests.conftest import BUSYBOX, git, write_tree
@@ -94,6 +93,7 @@ class Fixture:
         self.nonce = secrets.token_hex(8)
         self.registry = f"{REGISTRY}/corpus-{self.nonce}"
         self.config = base_config(self.registry)
+        self.refs: list[str] = []  # every local tag the builds made
         shutil.copytree(CORPUS, root, dirs_exist_ok=True)
         base = root / "images/base"
         dockerfile = base / "Dockerfile"
@@ -260,9 +260,7 @@ def build_image(
     """Build one image; returns its steps and digest (the digest is tagged for dependents)."""
     with tempfile.TemporaryDirectory(prefix="corpus-") as tmp:
         metadata = Path(tmp) / "metadata.json"
-        argv = build_argv(
-            fixture.root, fixture.registry, name, config["images"][name], pinned
-        )
+        argv = build_argv(fixture.root, fixture.registry, name, config["images"][name], pinned)
         done = subprocess.run(
             [*argv, "--metadata-file", str(metadata)],
             capture_output=True,
@@ -271,13 +269,13 @@ def build_image(
             timeout=300,
         )
         if done.returncode != 0:
-            tail = "\n".join(RawJsonStream_text(done.stderr)[-15:])
+            tail = "\n".join(text_lines(done.stderr)[-15:])
             raise AssertionError(f"{' '.join(argv)} failed ({done.returncode}):\n{tail}")
         digest = json.loads(metadata.read_text(encoding="utf-8"))["containerimage.digest"]
     return Build(image=name, digest=digest, steps=steps_of(done.stderr))
 
 
-def RawJsonStream_text(stderr: str) -> list[str]:  # noqa: N802 - says which text it keeps
+def text_lines(stderr: str) -> list[str]:
     """The plain-text lines of a rawjson stream (BuildKit's error and excerpt)."""
     stream = RawJsonStream()
     for line in stderr.splitlines():
@@ -292,11 +290,13 @@ def build_all(fixture: Fixture, pool: ThreadPoolExecutor) -> dict[str, Build]:
     builds: dict[str, Build] = {}
     pinned: dict[str, str] = {}
     for wave in waves(config):
-        for build in pool.map(lambda n: build_image(fixture, n, config, pinned), wave):
+        done = list(pool.map(lambda n: build_image(fixture, n, config, dict(pinned)), wave))
+        for build in done:
             builds[build.image] = build
             ref = f"{fixture.registry}/{build.image}:{build.digest.replace(':', '-')}"
             subprocess.run(["docker", "tag", build.digest, ref], check=True, capture_output=True)
             pinned[build.image] = ref
+            fixture.refs += [ref, f"{fixture.registry}/{build.image}:latest"]
     return builds
 
 
@@ -374,8 +374,8 @@ def compare_steps(build: Build, image: Mapping[str, Any]) -> list[str]:
     """Unsafe predictions (BuildKit rebuilt, buildpilot said cached) and misalignments."""
     problems: list[str] = []
     predicted = predicted_steps(image)
-    for stage, real in build.by_stage().items():
-        real = [s for s in real if keyword(s.instruction) != "FROM"]  # FROM <image> is step 1
+    for stage, built in build.by_stage().items():
+        real = [s for s in built if keyword(s.instruction) != "FROM"]  # FROM <image> is step 1
         guess = predicted.pop(stage, [])
         k = min(len(real), len(guess))
         for step in real[: len(real) - k]:
@@ -402,7 +402,9 @@ def compare(truth: Mapping[str, Build], plan: Mapping[str, Any]) -> list[str]:
     """Everything on which buildpilot's plan and BuildKit disagree; empty when they agree."""
     images = {str(i.get("name")): i for i in plan["images"] if isinstance(i, dict)}
     problems = [f"image {name}: missing from the plan" for name in truth if name not in images]
-    problems += [f"image {name}: in the plan, not in the config" for name in images.keys() - truth.keys()]
+    problems += [
+        f"image {name}: in the plan, not in the config" for name in images.keys() - truth.keys()
+    ]
     real = {name for name, build in truth.items() if build.affected}
     guess = {name for name, image in images.items() if image.get("affected")}
     if real != guess:
@@ -430,11 +432,20 @@ class Scenario:
     doc: str = ""
 
 
-def scenario(name: str, affects: Sequence[str], mode: Mode = "commit", doc: str = "") -> Callable[
-    [Callable[[Fixture], None]], Scenario
-]:
+SCENARIOS: list[Scenario] = []
+
+
+def scenario(
+    name: str, affects: Sequence[str], mode: Mode = "commit"
+) -> Callable[[Callable[[Fixture], None]], Scenario]:
+    """Register the decorated change as a scenario; its docstring says what it exercises."""
+
     def wrap(change: Callable[[Fixture], None]) -> Scenario:
-        return Scenario(name, change, frozenset(affects), mode, doc or (change.__doc__ or ""))
+        case = Scenario(
+            name, change, frozenset(affects), mode, " ".join((change.__doc__ or "").split())
+        )
+        SCENARIOS.append(case)
+        return case
 
     return wrap
 
@@ -661,11 +672,6 @@ def _edit_and_revert(f: Fixture) -> None:
     f.write("services/web/index.txt", original)
 
 
-SCENARIOS = [
-    value for key, value in sorted(globals().items()) if key.startswith("_") and isinstance(value, Scenario)
-]
-
-
 # --------------------------------------------------------------------------- running
 
 
@@ -679,6 +685,7 @@ class Outcome:
     plan: dict[str, Any] | None = None
     plan_problem: str = ""
     error: str = ""
+    refs: list[str] = field(default_factory=list)  # local image tags to remove afterwards
 
     def truth(self) -> str:
         """BuildKit's AFTER steps per image, for failure messages."""
@@ -705,8 +712,9 @@ class Outcome:
 
 def run_scenario(case: Scenario, root: Path, pool: ThreadPoolExecutor) -> Outcome:
     outcome = Outcome(case)
+    fixture = Fixture(root)
+    outcome.refs = fixture.refs
     try:
-        fixture = Fixture(root)
         since = fixture.commit("before")
         outcome.before = build_all(fixture, pool)
         case.change(fixture)
@@ -745,12 +753,14 @@ def corpus(
 
         list(runs.map(run, cases))
     yield outcomes
-    refs = [
-        f"{build.image}"
-        for outcome in outcomes.values()
-        for build in (*outcome.before.values(), *outcome.after.values())
-    ]
-    del refs
+    # Best effort: the tags of every image the corpus loaded (BuildKit's cache stays).
+    refs = sorted({ref for outcome in outcomes.values() for ref in outcome.refs})
+    for start in range(0, len(refs), 100):
+        subprocess.run(
+            ["docker", "image", "rm", "--force", *refs[start : start + 100]],
+            capture_output=True,
+            check=False,
+        )
 
 
 def headline(outcome: Outcome) -> str:

@@ -156,8 +156,9 @@ class Stage:
 class DockerfileModel:
     """A parsed Dockerfile: its stages and the ARGs declared before the first FROM.
 
-    `global_args` maps each global ARG to its declared default (expanded against the
-    global ARGs before it), or None when it has none; build args are not applied here.
+    `global_args` maps each global ARG to its declared default, or None when it has none.
+    A default is expanded against the values of the global ARGs before it (build args
+    applied, as BuildKit does), but a build arg does not replace the default shown here.
     `syntax` is the `# syntax=` parser directive, if any.
     """
 
@@ -738,7 +739,7 @@ class _StageCommands:
                 if name == "source":
                     expanded.append(result)
         kind = fields.setdefault("type", "bind").lower()
-        frm = fields.get("from")
+        frm = fields.get("from") or None
         ref = None if frm is None else self.builder.resolve_from(frm, line, by_index=False)
         canonical = dict(fields)
         if ref is not None:
@@ -772,7 +773,8 @@ class _StageCommands:
                 line, f"{cmd.cmd} requires at least two arguments: sources and a destination"
             )
         flags = _flags(cmd)
-        frm = next((value for name, value in reversed(flags) if name == "from"), None)
+        # convert.go, toCommand: an empty --from is no --from.
+        frm = next((value for name, value in reversed(flags) if name == "from"), None) or None
         ref = None if frm is None else self.copy_from(frm, line)
         parents = any(name == "parents" and _flag_bool(value) for name, value in flags)
         heredocs = dict(cmd.heredocs)
@@ -1121,6 +1123,8 @@ class _Lexer:
             raise _LexError("syntax error: bad substitution")
         name = self._name()
         op = self._next()
+        if not op:
+            raise _LexError("syntax error: missing '}'")
         if op == "}":
             return self._lookup(name)[0]
         if op == "/":

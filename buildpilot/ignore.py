@@ -405,8 +405,10 @@ def read_ignore_text(text: str) -> list[str]:
 class IgnoreMatcher:
     """The exclude patterns of one build context (moby/patternmatcher `PatternMatcher`).
 
-    `patterns` holds the patterns as patternmatcher keeps them (trimmed, cleaned, `!` kept
-    in front of re-inclusions); constructing the matcher compiles each one once.
+    `IgnoreMatcher(patterns)` is `patternmatcher.New`: it trims, cleans and validates each
+    pattern (raising IgnorePatternError where BuildKit would fail the build) and compiles
+    it once. `patterns` then holds them as patternmatcher keeps them, `!` in front of
+    re-inclusions. Build one from an ignore file with `from_file` or `from_text`.
     """
 
     patterns: tuple[str, ...] = ()
@@ -455,8 +457,9 @@ class IgnoreMatcher:
     def ignored(self, relpath: str) -> bool:
         """Whether BuildKit leaves `relpath` (`/`-separated, relative to the context) out.
 
-        This is `MatchesOrParentMatches`: a pattern hits when it matches the path or one of
-        its parent directories, and the last pattern that hits decides (`!` re-includes).
+        This is `MatchesOrParentMatches` (fsutil's walker uses the equivalent
+        `MatchesUsingParentResults`): a pattern hits when it matches the path or one of its
+        parent directories, and the last pattern that hits decides (`!` re-includes).
         """
         if not self._matchers:
             return False

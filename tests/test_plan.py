@@ -113,7 +113,12 @@ def test_push_no_cache_and_disabled_cache(tmp_path: Path) -> None:
 
 def test_dry_run_lists_bases_first_with_placeholder_digest(tmp_path: Path) -> None:
     loaded = project(tmp_path)
-    prepared = prepare(loaded, make_plan(loaded, ["stt"], BuildOptions(git_sha=SHA)), since=None, skip_existing=False)
+    prepared = prepare(
+        loaded,
+        make_plan(loaded, ["stt"], BuildOptions(git_sha=SHA)),
+        since=None,
+        skip_existing=False,
+    )
     commands = [shlex.split(line) for line in dry_run_lines(prepared)]
     assert [c[-1] for c in commands] == [f"{tmp_path}/images/base", str(tmp_path)]
     assert "base=docker-image://localhost:5000/speech/base@<digest of base>" in commands[1]

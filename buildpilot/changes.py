@@ -84,7 +84,7 @@ class _Sides:
     read_at_base: ReadAtBase
     old_config: Config | None = None
     old_config_error: str | None = None
-    _ignores: dict[tuple[Path, Path], tuple[IgnoreMatcher, IgnoreMatcher, bool]] = field(
+    _ignores: dict[tuple[Path, Path | None], tuple[IgnoreMatcher, IgnoreMatcher, bool]] = field(
         default_factory=dict
     )
 
@@ -99,8 +99,11 @@ class _Sides:
             return sorted(self.changed)
         return sorted(f[len(prefix) + 1 :] for f in self.changed if f.startswith(prefix + "/"))
 
-    def ignores(self, context: Path, dockerfile: Path) -> tuple[IgnoreMatcher, IgnoreMatcher, bool]:
-        """The ignore rules now and at the base, and whether they differ."""
+    def ignores(
+        self, context: Path, dockerfile: Path | None
+    ) -> tuple[IgnoreMatcher, IgnoreMatcher, bool]:
+        """The ignore rules now and at the base, and whether they differ. Named contexts
+        (`dockerfile` None) read only their own `.dockerignore`, as BuildKit does."""
         key = (context, dockerfile)
         if key not in self._ignores:
             path = ignore_file_for(context, dockerfile)
@@ -164,7 +167,15 @@ def _predict_image(
     stages = model.needed_stages(image.target)
     whole = _whole_image_reason(sides, name, image, dockerfile_rel, stages[0] if stages else None)
     old_model = None if whole else _old_model(sides, name, image, model, dockerfile_rel)
-    predictor = _StagePredictor(sides, name, image, model, old_model, dockerfile_rel, done)
+    predictor = _StagePredictor(
+        sides,
+        name=name,
+        image=image,
+        model=model,
+        old_model=old_model,
+        dockerfile_rel=dockerfile_rel,
+        done=done,
+    )
     steps: list[StepPrediction] = []
     reasons: list[Reason] = [whole] if whole else []
     for stage in stages:
@@ -232,6 +243,7 @@ class _StagePredictor:
     def __init__(
         self,
         sides: _Sides,
+        *,
         name: str,
         image: ImageConfig,
         model: DockerfileModel,
@@ -351,24 +363,31 @@ class _StagePredictor:
 
     def _source_reasons(self, source: Source, reason: Callable[[str, str], Reason]) -> list[Reason]:
         if source.kind == "context":
-            return self._files_read(self.context, self.changed_in_context, source.paths, reason)
+            return self._files_read(
+                self.context, self.changed_in_context, source.paths, reason, main=True
+            )
         if source.kind == "stage" and source.ref is not None:
             read = self.model.stage(source.ref)
             parent = self.stage_reasons.get(read.index) if read else None
             return [reason(r.file, f"stage {r.stage} rebuilt") for r in (parent or [])[:5]]
         if source.kind == "named" and source.ref is not None:
-            value = self.image.contexts.get(source.ref, "")
-            if value.startswith("image:"):
-                return self._image_context_reasons(source.ref, reason)
-            if "://" in value:
-                return []
-            directory = (self.sides.project.root / value).resolve()
-            return self._files_read(
-                directory, self.sides.changed_under(directory), source.paths, reason
-            )
+            return self._named_reasons(source.ref, source.paths, reason)
         if source.kind in ("url", "git"):
             return [reason(source.ref or "-", f"cannot predict: {source.kind} source")]
         return []
+
+    def _named_reasons(
+        self, name: str, paths: Sequence[str], reason: Callable[[str, str], Reason]
+    ) -> list[Reason]:
+        """A named context: another image of the config, a remote ref, or a local directory."""
+        value = self.image.contexts.get(name, "")
+        if value.startswith("image:"):
+            return self._image_context_reasons(name, reason)
+        if "://" in value:
+            return []
+        directory = (self.sides.project.root / value).resolve()
+        changed = self.sides.changed_under(directory)
+        return self._files_read(directory, changed, paths, reason, main=False)
 
     def _files_read(
         self,
@@ -376,8 +395,11 @@ class _StagePredictor:
         changed: list[str],
         patterns: Sequence[str],
         reason: Callable[[str, str], Reason],
+        *,
+        main: bool,
     ) -> list[Reason]:
-        now, old, differ = self.sides.ignores(directory, self.sides.project.dockerfile(self.name))
+        dockerfile = self.sides.project.dockerfile(self.name) if main else None
+        now, old, differ = self.sides.ignores(directory, dockerfile)
         found = []
         for rel in changed:
             if not any(source_reads(p, rel) for p in patterns):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
-import os
 import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -116,7 +115,9 @@ def _fingerprint(
         directory = _directory(project, name, context_name)
         if directory is None:
             continue
-        matcher = IgnoreMatcher.from_file(ignore_file_for(directory, dockerfile))
+        # Named contexts read only their own .dockerignore, never <Dockerfile>.dockerignore.
+        own = dockerfile if context_name == "" else None
+        matcher = IgnoreMatcher.from_file(ignore_file_for(directory, own))
         read = [
             rel
             for rel in index.under(directory)
@@ -177,7 +178,7 @@ def _hash_file(path: Path) -> tuple[str, str]:
     """(git mode, git blob sha1) of a file on disk."""
     data = path.read_bytes()
     blob = hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
-    mode = "100755" if os.stat(path).st_mode & stat.S_IXUSR else "100644"
+    mode = "100755" if path.stat().st_mode & stat.S_IXUSR else "100644"
     return mode, blob
 
 

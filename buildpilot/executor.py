@@ -60,68 +60,145 @@ def execute(
     options: ExecuteOptions,
     *,
     reused: Mapping[str, Reused] | None = None,
+    speculative: Mapping[str, str] | None = None,
     clock: Clock = utcnow,
 ) -> Execution:
     """Build every image of `plan` once its dependencies have succeeded.
 
-    Images in `reused` are not built: their results stand, and their pinned refs reach
-    their dependents as if they had just been built.
+    Images in `reused` are not built: their results stand, and their pinned refs reach their
+    dependents as if they had just been built. `speculative` maps a base to the pinned ref of
+    an existing image built from the same inputs (same fingerprint): its dependents start at
+    once on that ref instead of waiting for the base's (cached) rebuild, and are built again
+    should the rebuilt base come out with another digest.
     """
-    results: dict[str, ImageResult] = {n: r.result for n, r in (reused or {}).items()}
-    pinned = {n: r.pinned for n, r in (reused or {}).items() if r.pinned is not None}
-    for result in results.values():
-        terminal.image_finished(result)
-    pending = [name for name in plan.order if name not in results]
-    running: dict[Future[tuple[ImageResult, str | None]], str] = {}
-    stop_reason: str | None = None
-    interrupted = False
+    scheduler = _Scheduler(plan, backend, terminal, options, clock)
+    for name, item in (reused or {}).items():
+        scheduler.finish(name, item.result, item.pinned)
+    scheduler.speculative.update(speculative or {})
     with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool, _signals_interrupt():
-        while pending or running:
-            for name in list(pending):
-                blocked = _failed_dependency(plan.requests[name], results)
-                if blocked is not None or stop_reason is not None:
-                    pending.remove(name)
-                    results[name] = ImageResult(
-                        name=name, status=Status.ABORTED, reason=blocked or stop_reason
-                    )
-                    terminal.image_finished(results[name])
-            for name in [n for n in pending if _ready(plan.requests[n], results)]:
-                if len(running) >= max(1, options.jobs):
-                    break
-                pending.remove(name)
-                request = plan.requests[name]
-                refs = {dep: pinned[dep] for dep in request.image_contexts.values()}
-                future = pool.submit(_build, request, refs, backend, terminal, clock)
-                running[future] = name
-            if not running:
+        scheduler.run(pool)
+    return Execution(
+        images=[scheduler.results[n] for n in plan.order], interrupted=scheduler.interrupted
+    )
+
+
+class _Scheduler:
+    """The ready-set loop of one run: what is pending, running, done, and pinned."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        backend: Backend,
+        terminal: Terminal,
+        options: ExecuteOptions,
+        clock: Clock,
+    ) -> None:
+        self.plan = plan
+        self.backend = backend
+        self.terminal = terminal
+        self.jobs = max(1, options.jobs)
+        self.fail_fast = options.fail_fast
+        self.clock = clock
+        self.results: dict[str, ImageResult] = {}
+        self.pinned: dict[str, str] = {}  # image -> the ref its dependents use
+        self.speculative: dict[str, str] = {}  # base -> ref of an image with its fingerprint
+        self.used: dict[str, dict[str, str]] = {}  # image -> the base refs it was built on
+        self.pending = list(plan.order)
+        self.running: dict[Future[tuple[ImageResult, str | None]], str] = {}
+        self.redo: set[str] = set()  # running images to build again when they finish
+        self.stop_reason: str | None = None
+        self.interrupted = False
+
+    def run(self, pool: ThreadPoolExecutor) -> None:
+        """Schedule until every image has a result."""
+        while self.pending or self.running:
+            self._abort_blocked()
+            self._start_ready(pool)
+            if not self.running:
                 continue
             try:
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                done, _ = wait(self.running, return_when=FIRST_COMPLETED)
             except KeyboardInterrupt:
-                interrupted = True
-                stop_reason = "not started: the run was interrupted"
-                backend.interrupt()
+                self.interrupted = True
+                self.stop_reason = "not started: the run was interrupted"
+                self.backend.interrupt()
                 continue
             for future in done:
-                name = running.pop(future)
+                name = self.running.pop(future)
                 result, ref = future.result()
-                results[name] = result
-                if ref is not None:
-                    pinned[name] = ref
-                if (
-                    result.status is not Status.SUCCESS
-                    and options.fail_fast
-                    and stop_reason is None
-                ):
-                    stop_reason = f"not started: --fail-fast after {name} failed"
-    return Execution(images=[results[n] for n in plan.order], interrupted=interrupted)
+                self.finish(name, result, ref)
+
+    def finish(self, name: str, result: ImageResult, ref: str | None) -> None:
+        """Record a result; dependents built on a ref that turned out stale are built again."""
+        if name in self.redo and not self.interrupted:
+            self.redo.discard(name)
+            self.pending.append(name)
+            return
+        self.results[name] = result
+        if ref is not None:
+            self.pinned[name] = ref
+        self.speculative.pop(name, None)
+        if name in self.pending:
+            self.pending.remove(name)
+        self.terminal.image_finished(result)
+        if result.status is Status.SUCCESS:
+            self._invalidate_stale(name)
+        elif self.fail_fast and self.stop_reason is None and result.status is Status.FAILED:
+            self.stop_reason = f"not started: --fail-fast after {name} failed"
+
+    def _invalidate_stale(self, base: str) -> None:
+        for image, refs in self.used.items():
+            if base in refs and refs[base] != self.pinned.get(base):
+                self.terminal.warn(
+                    f"{image}: built on {refs[base]}, but {base} came out as "
+                    f"{self.pinned.get(base)}; building {image} again"
+                )
+                refs.pop(base)
+                if image in self.results:
+                    del self.results[image]
+                    self.pending.append(image)
+                else:
+                    self.redo.add(image)
+
+    def _abort_blocked(self) -> None:
+        for name in list(self.pending):
+            blocked = _failed_dependency(self.plan.requests[name], self.results)
+            if blocked is not None or self.stop_reason is not None:
+                self.pending.remove(name)
+                self.results[name] = ImageResult(
+                    name=name, status=Status.ABORTED, reason=blocked or self.stop_reason
+                )
+                self.terminal.image_finished(self.results[name])
+
+    def _start_ready(self, pool: ThreadPoolExecutor) -> None:
+        for name in [n for n in self.plan.order if n in self.pending]:
+            if len(self.running) >= self.jobs:
+                return
+            refs = self._base_refs(self.plan.requests[name])
+            if refs is None:
+                continue
+            self.pending.remove(name)
+            self.used[name] = refs
+            request = self.plan.requests[name]
+            future = pool.submit(_build, request, refs, self.backend, self.terminal, self.clock)
+            self.running[future] = name
+
+    def _base_refs(self, request: BuildRequest) -> dict[str, str] | None:
+        """The refs to build on, or None while a dependency is neither done nor speculated."""
+        bases = set(request.image_contexts.values())
+        refs: dict[str, str] = {}
+        for dep in request.dependencies:
+            if dep in self.results and self.results[dep].status in _USABLE:
+                if dep in bases:
+                    refs[dep] = self.pinned[dep]
+            elif dep in bases and dep in self.speculative and dep not in self.results:
+                refs[dep] = self.speculative[dep]
+            else:
+                return None
+        return refs
 
 
 _USABLE = (Status.SUCCESS, Status.SKIPPED)
-
-
-def _ready(request: BuildRequest, results: dict[str, ImageResult]) -> bool:
-    return all(dep in results and results[dep].status in _USABLE for dep in request.dependencies)
 
 
 def _failed_dependency(request: BuildRequest, results: dict[str, ImageResult]) -> str | None:

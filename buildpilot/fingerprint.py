@@ -43,11 +43,15 @@ class Fingerprint:
 
 
 class FileIndex:
-    """Every file under a repository with git's blob hash and mode; sorted for prefix scans."""
+    """Every file under a repository with git's blob hash and mode; sorted for prefix scans.
 
-    def __init__(self, top: Path, entries: Mapping[str, tuple[str, str]]) -> None:
-        self.top = top
-        self._entries = dict(entries)
+    Clean tracked files take their hash from the git index; dirty and untracked ones are
+    hashed on first use, so a large ignored folder costs a listing, not a read.
+    """
+
+    def __init__(self, top: Path, entries: Mapping[str, tuple[str, str] | None]) -> None:
+        self.top = top.resolve()
+        self._entries = dict(entries)  # None: hash from disk when asked
         self._paths = sorted(self._entries)
 
     @classmethod
@@ -56,19 +60,15 @@ class FileIndex:
         try:
             top = toplevel(root)
         except GitError:
-            return cls(root, {p.relative_to(root).as_posix(): _hash_file(p) for p in _walk(root)})
-        entries = dict(tracked_blobs(top))
+            return cls(root, dict.fromkeys(p.relative_to(root).as_posix() for p in _walk(root)))
+        entries: dict[str, tuple[str, str] | None] = dict(tracked_blobs(top))
         for rel in dirty_files(top):
-            path = top / rel
-            if path.is_file() and not path.is_symlink():
-                entries[rel] = _hash_file(path)
-            else:
-                entries.pop(rel, None)  # deleted in the working tree
+            entries[rel] = None
         return cls(top, entries)
 
     def under(self, directory: Path) -> list[str]:
         """Files below `directory`, relative to it."""
-        prefix = directory.resolve().relative_to(self.top.resolve()).as_posix()
+        prefix = self._prefix(directory)
         if prefix == ".":
             return list(self._paths)
         start = bisect.bisect_left(self._paths, prefix + "/")
@@ -76,9 +76,18 @@ class FileIndex:
         return [p[len(prefix) + 1 :] for p in self._paths[start:end]]
 
     def entry(self, directory: Path, rel: str) -> tuple[str, str]:
-        """(mode, blob sha) of `rel` under `directory`."""
-        prefix = directory.resolve().relative_to(self.top.resolve()).as_posix()
-        return self._entries[rel if prefix == "." else f"{prefix}/{rel}"]
+        """(mode, blob sha) of `rel` under `directory`; ("deleted", "") when it is gone."""
+        prefix = self._prefix(directory)
+        key = rel if prefix == "." else f"{prefix}/{rel}"
+        value = self._entries[key]
+        if value is None:
+            path = self.top / key
+            value = _hash_file(path) if path.is_file() else ("deleted", "")
+            self._entries[key] = value
+        return value
+
+    def _prefix(self, directory: Path) -> str:
+        return directory.resolve().relative_to(self.top).as_posix()
 
 
 def fingerprints(

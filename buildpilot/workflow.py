@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,6 +227,7 @@ def run_build(
         if d.action is Action.SKIP
     }
     reused = _find_reusable(plan, prepared.decisions, backend, retag=settings.skip_existing)
+    speculative = {} if settings.no_cache else _speculate(plan, backend, skip=[*skipped, *reused])
     to_run = Plan(
         requests={n: r for n, r in plan.requests.items() if n not in skipped},
         waves=[[n for n in wave if n not in skipped] for wave in plan.waves],
@@ -240,6 +241,7 @@ def run_build(
             terminal,
             ExecuteOptions(jobs=settings.jobs, fail_fast=settings.fail_fast),
             reused=reused,
+            speculative=speculative,
             clock=clock,
         )
     built = {image.name: image for image in execution.images}
@@ -258,37 +260,56 @@ def run_build(
     return run
 
 
+def _existing(request: BuildRequest, backend: Backend) -> tuple[str, str] | None:
+    """(digest, pinned ref) of the image built from this request's inputs, if there is one."""
+    if request.fingerprint_tag is None:
+        return None
+    digest = backend.find(request.fingerprint_tag, registry=request.output == "push")
+    return None if digest is None else (digest, pin(request, digest, backend))
+
+
 def _find_reusable(
     plan: Plan, decisions: Mapping[str, Decision], backend: Backend, *, retag: bool
 ) -> dict[str, Reused]:
     """Images to reuse that exist, looked up (and retagged) in parallel; the others are built."""
-    wanted = [
-        name
-        for name, d in decisions.items()
-        if d.action is Action.REUSE and plan.requests[name].fingerprint_tag
-    ]
+    wanted = [name for name, d in decisions.items() if d.action is Action.REUSE]
 
     def reuse(name: str) -> Reused | None:
         request = plan.requests[name]
-        ref = request.fingerprint_tag or ""
-        digest = backend.find(ref, registry=request.output == "push")
-        if digest is None:
+        found = _existing(request, backend)
+        if found is None:
             return None
+        digest, pinned = found
         if retag:
             _retag(request, digest, backend)
         result = ImageResult(
             name=name,
             status=Status.SKIPPED,
             digest=digest,
-            tags=list(request.tags) if retag else [ref],
-            reason=f"reused {ref} ({decisions[name].reason})",
+            tags=list(request.tags) if retag else [request.fingerprint_tag or ""],
+            reason=f"reused {request.fingerprint_tag} ({decisions[name].reason})",
             fingerprint=request.fingerprint,
         )
-        return Reused(result=result, pinned=pin(request, digest, backend))
+        return Reused(result=result, pinned=pinned)
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         found = dict(zip(wanted, pool.map(reuse, wanted), strict=True))
     return {name: reused for name, reused in found.items() if reused is not None}
+
+
+def _speculate(plan: Plan, backend: Backend, *, skip: Iterable[str]) -> dict[str, str]:
+    """Pinned refs of existing images with the fingerprint of each base about to be built."""
+    bases = {
+        base
+        for request in plan.requests.values()
+        for base in request.image_contexts.values()
+        if base not in skip
+    }
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        found = dict(
+            zip(bases, pool.map(lambda b: _existing(plan.requests[b], backend), bases), strict=True)
+        )
+    return {base: item[1] for base, item in found.items() if item is not None}
 
 
 def _retag(request: BuildRequest, digest: str, backend: Backend) -> None:

@@ -19,7 +19,15 @@ from rich.table import Table
 from rich.text import Text
 
 from buildpilot.changes import reason_line
-from buildpilot.results import ImageResult, PhaseTiming, RunResult, Status, StepTiming, Timeline
+from buildpilot.results import (
+    ImageResult,
+    PhaseTiming,
+    PredictionCheck,
+    RunResult,
+    Status,
+    StepTiming,
+    Timeline,
+)
 from buildpilot.selection import Forecast
 
 ELLIPSIS = "…"
@@ -111,8 +119,11 @@ def summary_table(run: RunResult) -> Table:
     table.add_column("cached", justify="right", no_wrap=True)
     table.add_column("slowest step", no_wrap=True, overflow="ellipsis")
     table.add_column("digest", no_wrap=True)
+    if run.since:
+        table.add_column(f"forecast since {run.since}", no_wrap=True)
     for image in run.images:
-        table.add_row(*_summary_row(image))
+        extra = (forecast_figure(image),) if run.since else ()
+        table.add_row(*_summary_row(image), *extra)
     return table
 
 
@@ -163,7 +174,48 @@ def image_detail(image: ImageResult) -> list[RenderableType]:
     if timeline.cache_export_failed:
         parts.append(Text("cache export failed: the image was built, its cache was not saved"))
     parts.extend(_failure(timeline))
+    if image.prediction is not None:
+        parts.extend(_prediction(image.prediction))
     return parts
+
+
+def _prediction(check: PredictionCheck) -> list[RenderableType]:
+    """The forecast since a ref beside BuildKit's cached flags; disagreements flagged."""
+    verdict = "affected" if check.affected else "unaffected"
+    parts: list[RenderableType] = [Text(f"forecast since {check.since}: {verdict}")]
+    parts.extend(Text(f"  {reason}") for reason in check.reasons)
+    if all(step.actual_cached is None for step in check.steps):
+        return parts  # not built: nothing to compare
+    table = Table(title="forecast vs BuildKit", title_justify="left")
+    for column in ("stage", "line", "instruction", "forecast", "BuildKit", ""):
+        table.add_column(column)
+    for step in check.steps:
+        actual = "-" if step.actual_cached is None else ("cached" if step.actual_cached else "ran")
+        flag = (
+            Text("DISAGREE", style="bold red")
+            if step.actual_cached is not None and step.actual_cached != step.predicted_cached
+            else Text("")
+        )
+        table.add_row(
+            step.stage,
+            str(step.line),
+            truncate(step.instruction, INSTRUCTION_WIDTH),
+            "cached" if step.predicted_cached else "runs",
+            actual,
+            flag,
+        )
+    parts.append(table)
+    return parts
+
+
+def forecast_figure(image: ImageResult) -> str:
+    """`2/2 ok`, `1 disagree`, or `-` when there was no forecast or no build."""
+    check = image.prediction
+    if check is None or all(s.actual_cached is None for s in check.steps):
+        return NOT_APPLICABLE
+    misses = sum(1 for s in check.steps if not s.predicted_cached)
+    wrong = len(check.disagreements)
+    return f"{wrong} disagree" if wrong else f"{misses} misses ok"
 
 
 def _detail_heading(image: ImageResult) -> Text:

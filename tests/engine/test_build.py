@@ -426,3 +426,38 @@ def test_timings_for_every_stage_of_every_image(repo: Repo, namespace: str) -> N
     assert "deps" in report
     assert "runtime" in report
     assert json.loads(repo.buildpilot("report", "--json")[1])["id"] == repo.last_run().id
+
+
+def test_dependents_start_on_an_unchanged_base_without_waiting(repo: Repo, namespace: str) -> None:
+    service_repo(repo, namespace)
+    repo.write({"base/Dockerfile": (repo.root / "base/Dockerfile").read_text() + "RUN sleep 2\n"})
+    repo.commit()
+    assert repo.buildpilot("build", "stt")[0] == 0
+    first = images(repo.last_run().images)
+    assert first["base"].completed is not None
+    assert first["stt"].started is not None
+    assert first["stt"].started >= first["base"].completed  # no image of base existed yet
+
+    assert repo.buildpilot("build", "stt")[0] == 0
+    second = images(repo.last_run().images)
+    assert second["base"].completed is not None
+    assert second["stt"].started is not None
+    assert second["stt"].started < second["base"].completed  # started on base's existing image
+    assert second["base"].digest == first["base"].digest
+    assert f"base=docker-image://{namespace}/base:{first['base'].digest.replace(':', '-')}" in second["stt"].command
+    assert all(cached for _, cached in dockerfile_steps(second["stt"]))
+
+
+def test_a_stale_speculated_base_rebuilds_its_dependents(repo: Repo, namespace: str) -> None:
+    service_repo(repo, namespace)
+    assert repo.buildpilot("build", "stt", "gateway")[0] == 0
+    run = images(repo.last_run().images)
+    fingerprint_tag = next(t for t in run["base"].tags if ":fp-" in t)
+    docker("tag", f"{namespace}/gateway:latest", fingerprint_tag)  # the fp tag now lies
+    code, output = repo.buildpilot("build", "stt")
+    assert code == 0, output
+    again = images(repo.last_run().images)
+    assert "building stt again" in output
+    real = f"base=docker-image://{namespace}/base:{again['base'].digest.replace(':', '-')}"
+    assert real in again["stt"].command
+    assert again["stt"].status is Status.SUCCESS

@@ -182,10 +182,10 @@ class Step:
 
 @dataclass(frozen=True)
 class Build:
-    """One image's build: its digest and Dockerfile steps."""
+    """One image's build: its Dockerfile steps, and for a base its local `sha256-` tag."""
 
     image: str
-    digest: str
+    ref: str | None
     steps: tuple[Step, ...]
 
     @property
@@ -199,9 +199,9 @@ class Build:
         return {name: sorted(steps, key=lambda s: s.index) for name, steps in grouped.items()}
 
 
-def waves(config: Mapping[str, Any]) -> list[list[str]]:
-    """Images in build order: each wave depends only on earlier waves."""
-    deps = {
+def dependencies(config: Mapping[str, Any]) -> dict[str, list[str]]:
+    """image -> the images it is built FROM (its `image:` named contexts)."""
+    return {
         name: [
             value.removeprefix(IMAGE_PREFIX)
             for value in (image.get("contexts") or {}).values()
@@ -209,6 +209,11 @@ def waves(config: Mapping[str, Any]) -> list[list[str]]:
         ]
         for name, image in config["images"].items()
     }
+
+
+def waves(config: Mapping[str, Any]) -> list[list[str]]:
+    """Images in build order: each wave depends only on earlier waves."""
+    deps = dependencies(config)
     done: set[str] = set()
     ordered: list[list[str]] = []
     while len(done) < len(deps):
@@ -220,13 +225,12 @@ def waves(config: Mapping[str, Any]) -> list[list[str]]:
 
 
 def build_argv(
-    root: Path, registry: str, name: str, image: Mapping[str, Any], pinned: Mapping[str, str]
+    root: Path, image: Mapping[str, Any], pinned: Mapping[str, str], output: Sequence[str]
 ) -> list[str]:
     """The plain `docker buildx build` of one image (what buildpilot would run, minus cache)."""
     context = root / image.get("context", ".")
-    argv = ["docker", "buildx", "build", "--progress=rawjson", "--provenance=false", "--load"]
+    argv = ["docker", "buildx", "build", "--progress=rawjson", "--provenance=false", *output]
     argv += ["--file", str(context / image.get("dockerfile", "Dockerfile"))]
-    argv += ["--tag", f"{registry}/{name}:latest"]
     if image.get("target"):
         argv += ["--target", image["target"]]
     for key, value in (image.get("args") or {}).items():
@@ -254,13 +258,14 @@ def steps_of(stderr: str) -> tuple[Step, ...]:
     )
 
 
-def build_image(
-    fixture: Fixture, name: str, config: Mapping[str, Any], pinned: Mapping[str, str]
-) -> Build:
-    """Build one image; returns its steps and digest (the digest is tagged for dependents)."""
+def build_image(fixture: Fixture, name: str, pinned: Mapping[str, str], *, load: bool) -> Build:
+    """Build one image and read its steps. A base (`load`) goes to the local image store,
+    where its dependents find it by a digest tag; other images only fill the build cache."""
     with tempfile.TemporaryDirectory(prefix="corpus-") as tmp:
         metadata = Path(tmp) / "metadata.json"
-        argv = build_argv(fixture.root, fixture.registry, name, config["images"][name], pinned)
+        tag = f"{fixture.registry}/{name}:latest"
+        output = ["--load", "--tag", tag] if load else ["--output", "type=cacheonly"]
+        argv = build_argv(fixture.root, fixture.image(name), pinned, output)
         done = subprocess.run(
             [*argv, "--metadata-file", str(metadata)],
             capture_output=True,
@@ -271,8 +276,14 @@ def build_image(
         if done.returncode != 0:
             tail = "\n".join(text_lines(done.stderr)[-15:])
             raise AssertionError(f"{' '.join(argv)} failed ({done.returncode}):\n{tail}")
-        digest = json.loads(metadata.read_text(encoding="utf-8"))["containerimage.digest"]
-    return Build(image=name, digest=digest, steps=steps_of(done.stderr))
+        digest = json.loads(metadata.read_text(encoding="utf-8")).get("containerimage.digest")
+    if load:
+        assert digest, f"{' '.join(argv)} wrote no containerimage.digest"
+        ref = f"{fixture.registry}/{name}:{digest.replace(':', '-')}"
+        subprocess.run(["docker", "tag", digest, ref], check=True, capture_output=True)
+        fixture.refs += [tag, ref]
+        digest = ref
+    return Build(image=name, ref=digest, steps=steps_of(done.stderr))
 
 
 def text_lines(stderr: str) -> list[str]:
@@ -286,17 +297,12 @@ def text_lines(stderr: str) -> list[str]:
 
 def build_all(fixture: Fixture, pool: ThreadPoolExecutor) -> dict[str, Build]:
     """Every image of the fixture's config, bases first; independent images in parallel."""
-    config = fixture.config
+    bases = {base for needs in dependencies(fixture.config).values() for base in needs}
     builds: dict[str, Build] = {}
-    pinned: dict[str, str] = {}
-    for wave in waves(config):
-        done = list(pool.map(lambda n: build_image(fixture, n, config, dict(pinned)), wave))
-        for build in done:
-            builds[build.image] = build
-            ref = f"{fixture.registry}/{build.image}:{build.digest.replace(':', '-')}"
-            subprocess.run(["docker", "tag", build.digest, ref], check=True, capture_output=True)
-            pinned[build.image] = ref
-            fixture.refs += [ref, f"{fixture.registry}/{build.image}:latest"]
+    for wave in waves(fixture.config):
+        pinned = {name: build.ref for name, build in builds.items() if build.ref}
+        jobs = [pool.submit(build_image, fixture, n, pinned, load=n in bases) for n in wave]
+        builds.update((job.result().image, job.result()) for job in jobs)
     return builds
 
 

@@ -62,7 +62,9 @@ def waves(graph: Graph, nodes: Iterable[str]) -> list[list[str]]:
             n for n in remaining if all(d in done or d not in remaining for d in graph[n])
         )
         if not ready:
-            cycle = find_cycle({n: [d for d in graph[n] if d in remaining] for n in remaining})
+            cycle = find_cycle(
+                {n: [d for d in graph[n] if d in remaining] for n in sorted(remaining)}
+            )
             raise CycleError(["dependency cycle: " + " -> ".join(cycle or sorted(remaining))])
         result.append(ready)
         done.update(ready)

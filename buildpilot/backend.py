@@ -29,6 +29,7 @@ from python_on_whales.exceptions import DockerException
 
 from buildpilot.errors import EngineError
 from buildpilot.progress import RawJsonStream
+from buildpilot.registry import Repository, tag_digest, tag_name
 
 MIN_BUILDX = (0, 13)  # --progress=rawjson and `buildx ls --format json`
 SETUP_HINT = "On Debian, `bash ci/engine-up.sh` from a buildpilot checkout installs and starts one."
@@ -225,13 +226,23 @@ class DockerBackend:
         return value if isinstance(value, str) and value.startswith("sha256:") else None
 
     def retag_remote(self, source: str, tags: Sequence[str]) -> None:
-        """Add `tags` to a registry image (by digest), without pulling it."""
-        command = [*self._docker_cmd(), "buildx", "imagetools", "create"]
-        for tag in tags:
-            command += ["--tag", tag]
-        done = _capture([*command, source])
-        if done.returncode != 0:
-            raise EngineError(f"cannot tag {source} in the registry: {done.stderr.strip()}")
+        """Add `tags` to a registry image (`repo@digest`), keeping its digest.
+
+        Tags in the image's own repository get the very manifest (see registry.py); tags in
+        other repositories go through `imagetools create`, which copies the blobs.
+        """
+        repository = Repository.parse(source)
+        digest = source.rsplit("@", 1)[1]
+        own = [t for t in tags if Repository.parse(t) == repository and tag_name(t)]
+        other = [t for t in tags if t not in own]
+        tag_digest(repository, digest, [name for t in own if (name := tag_name(t))])
+        if other:
+            command = [*self._docker_cmd(), "buildx", "imagetools", "create"]
+            for tag in other:
+                command += ["--tag", tag]
+            done = _capture([*command, source])
+            if done.returncode != 0:
+                raise EngineError(f"cannot tag {source} in the registry: {done.stderr.strip()}")
 
     def interrupt(self) -> None:
         """End every running build: SIGINT to its process group, SIGKILL after a grace period."""

@@ -32,16 +32,22 @@ def cache_refs(
     image: str,
     branch: str,
     default_branch: str,
+    target_branch: str | None = None,
     write: bool = True,
 ) -> CacheRefs:
-    """Read the branch's ref and then the default branch's; write the branch's.
+    """Read the branch's cache, then a pull request's target branch's, then the default
+    branch's; write the branch's own when writes are allowed.
 
-    One repository per image, so images never overwrite each other's cache.
+    One location per image (a repository, or a gha scope), so images never overwrite each
+    other's cache; one tag per branch, so branches never overwrite each other's either.
     """
     if not settings.enabled:
         return CacheRefs()
+    if settings.backend == "gha":
+        return _gha_refs(settings, image=image, write=write)
     repository = settings.repository.format(registry=registry, name=image)
-    reads = dict.fromkeys(f"{repository}:{slug(b)}" for b in (branch, default_branch))
+    branches = [branch, *([target_branch] if target_branch else []), default_branch]
+    reads = dict.fromkeys(f"{repository}:{slug(b)}" for b in branches)
     cache_from = tuple(f"type=registry,ref={ref}" for ref in reads)
     if not write:
         return CacheRefs(cache_from=cache_from)
@@ -52,6 +58,18 @@ def cache_refs(
         "image-manifest=true",
         "oci-mediatypes=true",
     ]
+    if settings.ignore_error:
+        options.append("ignore-error=true")
+    return CacheRefs(cache_from=cache_from, cache_to=(",".join(options),))
+
+
+def _gha_refs(settings: CacheSettings, *, image: str, write: bool) -> CacheRefs:
+    """GitHub's cache service: one scope per image (GitHub scopes entries by branch itself)."""
+    scope = f"buildpilot-{image}"
+    cache_from = (f"type=gha,scope={scope}",)
+    if not write:
+        return CacheRefs(cache_from=cache_from)
+    options = ["type=gha", f"scope={scope}", f"mode={settings.mode}"]
     if settings.ignore_error:
         options.append("ignore-error=true")
     return CacheRefs(cache_from=cache_from, cache_to=(",".join(options),))

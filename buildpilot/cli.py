@@ -20,6 +20,7 @@ from buildpilot.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, BuildpilotError
 from buildpilot.executor import DEFAULT_JOBS
 from buildpilot.git import git_info
 from buildpilot.plan import make_plan
+from buildpilot.release import release_version, run_release
 from buildpilot.results import exit_code
 from buildpilot.runs import load_run
 from buildpilot.workflow import (
@@ -176,6 +177,66 @@ def build(
         )
         terminal.print(report.summary_table(run))
         raise typer.Exit(exit_code(run))
+
+
+@app.command()
+def release(
+    images: Annotated[list[str] | None, typer.Argument(help="Images (default: all).")] = None,
+    config: ConfigOption = None,
+    version: Annotated[
+        str | None, typer.Option(help="Release version (default: the git tag on HEAD).")
+    ] = None,
+    since: SinceOption = None,
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", min=1, help="Parallel builds.")
+    ] = DEFAULT_JOBS,
+    builder: Annotated[str | None, typer.Option(help="buildx builder (default: config).")] = None,
+    branch: Annotated[str | None, typer.Option(help="Branch (default: git).")] = None,
+    default_branch: Annotated[str | None, typer.Option(help="Default branch.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+) -> None:
+    """Release every image or none: build the affected ones and reuse the rest, all under no
+    release tag, then tag them all once every image has succeeded."""
+    terminal = Terminal()
+    with _user_errors(terminal):
+        project = _project(config)
+        git = git_info(project.root)
+        settings = BuildSettings(
+            images=images or [],
+            output="push",
+            jobs=jobs,
+            builder=builder,
+            branch=branch,
+            default_branch=default_branch,
+            since=since,
+            skip_existing=True,
+        )
+        options = build_options(project, settings, git, os.environ)
+        prepared = prepare(
+            project, make_plan(project, settings.images, options), since=since, skip_existing=True
+        )
+        outcome = run_release(
+            project,
+            prepared,
+            settings,
+            backend=DockerBackend(),
+            terminal=terminal,
+            git=git,
+            version=release_version(project.root, version),
+            branch=options.branch,
+            default_branch=options.default_branch,
+        )
+        terminal.print(report.summary_table(outcome.run))
+        if outcome.manifest is None:
+            terminal.error(
+                "release not tagged: no release tag was written anywhere, because "
+                + "; ".join(outcome.failed)
+            )
+            raise typer.Exit(exit_code(outcome.run) or 1)
+        if as_json:
+            typer.echo(outcome.manifest.to_json())
+        else:
+            terminal.print(report.release_table(outcome.manifest))
 
 
 @app.command("plan")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import re
 import string
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -19,6 +19,7 @@ from buildpilot.yamlsource import Loc, YamlError, YamlSource, load_yaml
 CONFIG_NAME = "buildpilot.yaml"
 IMAGE_CONTEXT_PREFIX = "image:"
 TAG_FIELDS = frozenset({"registry", "name", "git_sha", "short_sha", "branch"})
+RELEASE_FIELDS = TAG_FIELDS | {"version"}
 _IMAGE_NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 
 
@@ -29,7 +30,14 @@ class _Model(BaseModel):
 class CacheSettings(_Model):
     """Registry cache defaults for every image; an image may override any field."""
 
-    enabled: bool = Field(default=True, description="Read and write a registry cache at all.")
+    enabled: bool = Field(default=True, description="Read and write a build cache at all.")
+    backend: Literal["registry", "gha"] = Field(
+        "registry", description="registry: {repository}:{branch}; gha: GitHub's cache, per image."
+    )
+    write: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="auto: pushes to branches write, pull/merge requests and forks only read.",
+    )
     mode: Literal["min", "max"] = Field(
         "max", description="max exports every intermediate step (multi-stage hits); min the final."
     )
@@ -46,6 +54,7 @@ class CacheOverride(_Model):
     """Per-image cache settings; unset fields take the top-level `cache:` value."""
 
     enabled: bool | None = None
+    backend: Literal["registry", "gha"] | None = None
     mode: Literal["min", "max"] | None = None
     ignore_error: bool | None = None
     repository: str | None = None
@@ -63,6 +72,16 @@ class Secret(_Model):
         if (self.src is None) == (self.env is None):
             raise ValueError("a secret takes exactly one of 'src' or 'env'")
         return self
+
+
+class ReleaseSettings(_Model):
+    """How `buildpilot release` tags every image once all of them have succeeded."""
+
+    tags: list[str] = Field(
+        default_factory=lambda: ["{registry}/{name}:{version}"],
+        description="Templates with {version}, {registry}, {name}, {git_sha}, {short_sha}, "
+        "{branch}; a tag `latest` is applied on the default branch only.",
+    )
 
 
 class ImageConfig(_Model):
@@ -113,6 +132,7 @@ class Config(_Model):
         "digests and every dependent rebuilds. Off unless asked for.",
     )
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    release: ReleaseSettings = Field(default_factory=ReleaseSettings)
     images: dict[str, ImageConfig] = Field(min_length=1)
 
 
@@ -255,22 +275,30 @@ def _semantic_problems(project: Project, source: YamlSource) -> Iterator[str]:
                     (*base, "depends_on", index), f"unknown image '{dep}'" + _close(dep, config)
                 )
         for index, tag in enumerate(image.tags):
-            unknown = _template_fields(tag) - TAG_FIELDS
-            if unknown:
-                yield problem(
-                    (*base, "tags", index),
-                    f"unknown template field {{{sorted(unknown)[0]}}}; known: "
-                    + ", ".join(f"{{{f}}}" for f in sorted(TAG_FIELDS)),
-                )
+            yield from _template_problem(problem, (*base, "tags", index), tag, TAG_FIELDS)
         context = project.context_dir(name)
         if not context.is_dir():
             yield problem((*base, "context"), f"context directory {context} does not exist")
         elif not project.dockerfile(name).is_file():
             loc = (*base, "dockerfile") if (*base, "dockerfile") in source.lines else base
             yield problem(loc, f"Dockerfile {project.dockerfile(name)} does not exist")
+    for index, tag in enumerate(config.release.tags):
+        yield from _template_problem(problem, ("release", "tags", index), tag, RELEASE_FIELDS)
     cycle = find_cycle({name: image.dependencies() for name, image in config.images.items()})
     if cycle:
         yield problem(("images", cycle[0]), "dependency cycle: " + " -> ".join(cycle))
+
+
+def _template_problem(
+    problem: Callable[[Loc, str], str], loc: Loc, template: str, known: frozenset[str]
+) -> Iterator[str]:
+    unknown = _template_fields(template) - known
+    if unknown:
+        yield problem(
+            loc,
+            f"unknown template field {{{sorted(unknown)[0]}}}; known: "
+            + ", ".join(f"{{{f}}}" for f in sorted(known)),
+        )
 
 
 def _close(name: str, config: Config) -> str:

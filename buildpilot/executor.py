@@ -278,6 +278,8 @@ def pin(request: BuildRequest, digest: str, backend: Backend) -> str:
 
     The local image store resolves tags only, so a loaded base gets the tag `sha256-<hex>`.
     """
+    if request.output == "digest":
+        return f"{request.repository}@{digest}"
     if request.output == "push":
         repository = _repository_of(request.tags[0]) if request.tags else request.repository
         return f"{repository}@{digest}"

@@ -13,7 +13,7 @@ from buildpilot.config import Project
 from buildpilot.errors import ConfigError
 from buildpilot.fingerprint import Fingerprint
 
-Output = Literal["load", "push"]
+Output = Literal["load", "push", "digest"]  # digest: pushed by digest only, under no tag
 LABEL_IMAGE = "dev.buildpilot.image"
 LABEL_FINGERPRINT = "dev.buildpilot.fingerprint"
 
@@ -102,7 +102,13 @@ class BuildRequest:
             argv.append("--no-cache")
         for tag in self.tags:
             argv += ["--tag", tag]
-        argv.append("--push" if self.output == "push" else "--load")
+        if self.output == "digest":
+            argv += [
+                "--output",
+                f"type=image,name={self.repository},push-by-digest=true,name-canonical=true,push=true",
+            ]
+        else:
+            argv.append("--push" if self.output == "push" else "--load")
         argv.append(str(self.context))
         return argv
 

@@ -10,7 +10,7 @@ import json
 import re
 from collections import Counter
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import RenderableType
 from rich.panel import Panel
@@ -29,6 +29,9 @@ from buildpilot.results import (
     Timeline,
 )
 from buildpilot.selection import Forecast
+
+if TYPE_CHECKING:
+    from buildpilot.release import ReleaseManifest
 
 ELLIPSIS = "…"
 INSTRUCTION_WIDTH = 60  # characters of a step's instruction shown in the step table
@@ -440,3 +443,15 @@ def explain_view(forecast: Forecast, image: str) -> list[RenderableType]:
         table.add_row(step.stage, str(step.line), truncate(step.instruction, 70), verdict)
     parts.append(table)
     return parts
+
+
+def release_table(manifest: ReleaseManifest) -> Table:
+    """One row per image of a release: digest, tags, and whether it was built or reused."""
+    table = Table(
+        title=f"release {manifest.version} ({(manifest.commit or '?')[:12]})", title_justify="left"
+    )
+    for column in ("image", "source", "digest", "tags"):
+        table.add_column(column, overflow="fold")
+    for entry in manifest.images:
+        table.add_row(entry.image, entry.source, short_digest(entry.digest), "\n".join(entry.tags))
+    return table

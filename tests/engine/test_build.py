@@ -444,7 +444,10 @@ def test_dependents_start_on_an_unchanged_base_without_waiting(repo: Repo, names
     assert second["stt"].started is not None
     assert second["stt"].started < second["base"].completed  # started on base's existing image
     assert second["base"].digest == first["base"].digest
-    assert f"base=docker-image://{namespace}/base:{first['base'].digest.replace(':', '-')}" in second["stt"].command
+    assert (
+        f"base=docker-image://{namespace}/base:{first['base'].digest.replace(':', '-')}"
+        in second["stt"].command
+    )
     assert all(cached for _, cached in dockerfile_steps(second["stt"]))
 
 

@@ -12,13 +12,16 @@ from typing import Annotated
 
 import typer
 
-from buildpilot import __version__, report
+from buildpilot import __version__, report, templates
 from buildpilot.backend import DockerBackend
 from buildpilot.config import Project, find_config, json_schema, load_config
 from buildpilot.console import Terminal
-from buildpilot.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, BuildpilotError
+from buildpilot.doctor import Severity, run_doctor
+from buildpilot.doctor import exit_code as doctor_exit_code
+from buildpilot.doctor_report import OutputFormat, render_text, table_view
+from buildpilot.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, BuildpilotError, GitError
 from buildpilot.executor import DEFAULT_JOBS
-from buildpilot.git import git_info
+from buildpilot.git import git_info, toplevel
 from buildpilot.plan import make_plan
 from buildpilot.release import release_version, run_release
 from buildpilot.results import exit_code
@@ -285,6 +288,36 @@ def validate(config: ConfigOption = None) -> None:
         terminal.info(f"{project.path}: valid ({len(project.config.images)} images: {names})")
 
 
+@app.command("doctor")
+def doctor_command(
+    images: Annotated[list[str] | None, typer.Argument(help="Images (default: all).")] = None,
+    config: ConfigOption = None,
+    output: Annotated[
+        OutputFormat, typer.Option("--format", help="table, json, github or gitlab.")
+    ] = OutputFormat.TABLE,
+    as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
+    severity: Annotated[
+        Severity | None,
+        typer.Option(help="Exit 1 on a finding at or above this (default: doctor.severity)."),
+    ] = None,
+    release: Annotated[
+        bool, typer.Option("--release", help="Also require base images pinned by digest.")
+    ] = False,
+) -> None:
+    """Check each image's Dockerfile and context for what costs build time or image size;
+    exit 1 when a finding is at or above the severity threshold."""
+    terminal = Terminal()
+    with _user_errors(terminal):
+        project = _project(config)
+        result = run_doctor(project, images or [], release=release, severity=severity)
+        output = OutputFormat.JSON if as_json else output
+        if output is OutputFormat.TABLE:
+            terminal.print(*table_view(result))
+        else:
+            typer.echo(render_text(result, output))
+        raise typer.Exit(doctor_exit_code(result))
+
+
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of buildpilot.yaml (for editors)."""
@@ -306,6 +339,66 @@ def report_command(
             typer.echo(report.run_json(recorded))
         else:
             terminal.print(*report.run_report(recorded))
+
+
+ci_app = typer.Typer(
+    name="ci",
+    help="Print a ready CI configuration for the config: checkout with history, buildx, "
+    "registry login, cache-mount directories, `build --since … --push`, the run record.",
+    no_args_is_help=True,
+)
+app.add_typer(ci_app)
+
+PythonOption = Annotated[str, typer.Option(help="Python version the CI job runs buildpilot on.")]
+PackageOption = Annotated[
+    str, typer.Option(help="What pip installs: `buildpilot`, a pinned version, or `.`.")
+]
+
+
+def _repo_root(project: Project) -> Path | None:
+    """The top level of the repository that holds the config (None outside git)."""
+    try:
+        return toplevel(project.root)
+    except GitError:
+        return None
+
+
+@ci_app.command("github")
+def ci_github(
+    config: ConfigOption = None,
+    python: PythonOption = "3.11",
+    package: PackageOption = "buildpilot",
+) -> None:
+    """Print a GitHub Actions workflow.
+
+    Save it as .github/workflows/buildpilot.yml.
+    """
+    terminal = Terminal()
+    with _user_errors(terminal):
+        project = _project(config)
+        text = templates.github_workflow(
+            project, python=python, package=package, repo_root=_repo_root(project)
+        )
+        typer.echo(text, nl=False)
+
+
+@ci_app.command("gitlab")
+def ci_gitlab(
+    config: ConfigOption = None,
+    python: PythonOption = "3.11",
+    package: PackageOption = "buildpilot",
+) -> None:
+    """Print a GitLab CI job, with JUnit and dotenv reports.
+
+    Save it as .gitlab-ci.yml, or include it from there.
+    """
+    terminal = Terminal()
+    with _user_errors(terminal):
+        project = _project(config)
+        text = templates.gitlab_job(
+            project, python=python, package=package, repo_root=_repo_root(project)
+        )
+        typer.echo(text, nl=False)
 
 
 def main() -> None:

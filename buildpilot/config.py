@@ -84,6 +84,17 @@ class ReleaseSettings(_Model):
     )
 
 
+class DoctorSettings(_Model):
+    """`buildpilot doctor` for one image: the rules it skips and the severity that fails it."""
+
+    disable: list[Annotated[str, Field(pattern=r"^BP[0-9]{3}$")]] = Field(
+        default_factory=list, description="Rule ids not checked for this image, e.g. [BP003]."
+    )
+    severity: Literal["error", "warning", "info"] = Field(
+        "warning", description="A finding at or above this severity makes `doctor` exit 1."
+    )
+
+
 class ImageConfig(_Model):
     """One image of the repository and how to build it."""
 
@@ -105,6 +116,16 @@ class ImageConfig(_Model):
     labels: dict[str, str] = Field(default_factory=dict)
     depends_on: list[str] = Field(default_factory=list)
     cache: CacheOverride = Field(default_factory=CacheOverride)
+    gpu: bool | None = Field(
+        None,
+        description="Whether the image needs CUDA; with false, `doctor` flags CUDA wheels (BP007).",
+    )
+    doctor: DoctorSettings = Field(default_factory=DoctorSettings)
+    persist_cache_mounts: bool = Field(
+        default=False,
+        description="Export the image's RUN --mount=type=cache content after a build and "
+        "inject it before the next, so CI's own cache can carry it to a fresh runner.",
+    )
 
     def image_contexts(self) -> dict[str, str]:
         """Named contexts that are other images of the config: context name -> image name."""
@@ -132,6 +153,9 @@ class Config(_Model):
         "digests and every dependent rebuilds. Off unless asked for.",
     )
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    cache_mounts_dir: str = Field(
+        ".buildpilot/cache-mounts", description="Where persisted cache mounts are kept."
+    )
     release: ReleaseSettings = Field(default_factory=ReleaseSettings)
     images: dict[str, ImageConfig] = Field(min_length=1)
 
@@ -243,6 +267,8 @@ def _did_you_mean(loc: Loc) -> str:
             model = ImageConfig
         case ("images", _, "cache"):
             model = CacheOverride
+        case ("images", _, "doctor"):
+            model = DoctorSettings
         case ("images", _, "secrets", _):
             model = Secret
         case _:

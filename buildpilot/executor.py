@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
+from buildpilot import cachemounts
 from buildpilot.backend import Backend, BuildOutcome
 from buildpilot.console import Terminal
 from buildpilot.plan import BuildRequest, Plan
@@ -96,9 +97,9 @@ class _Scheduler:
         self.plan = plan
         self.backend = backend
         self.terminal = terminal
+        self.tools = _Tools(backend, terminal, clock, cachemounts.Injections())
         self.jobs = max(1, options.jobs)
         self.fail_fast = options.fail_fast
-        self.clock = clock
         self.results: dict[str, ImageResult] = {}
         self.pinned: dict[str, str] = {}  # image -> the ref its dependents use
         self.speculative: dict[str, str] = {}  # base -> ref of an image with its fingerprint
@@ -180,7 +181,7 @@ class _Scheduler:
             self.pending.remove(name)
             self.used[name] = refs
             request = self.plan.requests[name]
-            future = pool.submit(_build, request, refs, self.backend, self.terminal, self.clock)
+            future = pool.submit(_build, request, refs, self.tools)
             self.running[future] = name
 
     def _base_refs(self, request: BuildRequest) -> dict[str, str] | None:
@@ -208,14 +209,26 @@ def _failed_dependency(request: BuildRequest, results: dict[str, ImageResult]) -
     return None
 
 
+@dataclass(frozen=True)
+class _Tools:
+    """What every build of a run shares."""
+
+    backend: Backend
+    terminal: Terminal
+    clock: Clock
+    injections: cachemounts.Injections
+
+
 def _build(
-    request: BuildRequest,
-    base_refs: dict[str, str],
-    backend: Backend,
-    terminal: Terminal,
-    clock: Clock,
+    request: BuildRequest, base_refs: dict[str, str], tools: _Tools
 ) -> tuple[ImageResult, str | None]:
     """Build one image; return its result and the pinned ref its dependents should use."""
+    backend, terminal, clock, injections = (
+        tools.backend,
+        tools.terminal,
+        tools.clock,
+        tools.injections,
+    )
     tracker = ProgressTracker()
     argv = request.argv(base_refs)
     terminal.image_started(request.image)
@@ -225,15 +238,30 @@ def _build(
         for step in tracker.feed(status):
             terminal.step_completed(request.image, step)
 
+    phases, warnings = [], []
+    if request.persist_dir is not None:
+        phase, problems = injections.inject(
+            request.persist_mounts, request.persist_dir, base_refs, backend, builder=request.builder
+        )
+        phases += [phase] if phase else []
+        warnings += problems
     outcome = backend.build(argv, on_status=on_status)
+    if request.persist_dir is not None and outcome.returncode == 0:
+        phase, problems = cachemounts.export(
+            request.persist_mounts, request.persist_dir, base_refs, backend, builder=request.builder
+        )
+        phases += [phase] if phase else []
+        warnings += problems
     completed = clock()
     timeline = tracker.timeline()
+    if phases:
+        timeline = timeline.model_copy(update={"phases": [*timeline.phases, *phases]})
     status, reason = _status(outcome, timeline.failed_step)
     if (
         status is Status.SUCCESS
     ):  # errors BuildKit tolerated (a cache miss on import) are no failure
         timeline = timeline.model_copy(update={"failed_step": None, "log_tail": []})
-    warnings = []
+    warnings = [f"{request.image}: {w}" for w in warnings]
     if timeline.cache_export_failed:
         refs = ", ".join(r.split("ref=", 1)[-1].split(",", 1)[0] for r in request.cache.cache_to)
         warnings.append(f"{request.image}: cache export to {refs} failed; the image itself is fine")

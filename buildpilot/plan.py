@@ -9,6 +9,7 @@ from typing import Literal
 
 from buildpilot import graph
 from buildpilot.cache import CacheRefs, cache_refs, slug
+from buildpilot.cachemounts import PersistedMount
 from buildpilot.config import Project
 from buildpilot.errors import ConfigError
 from buildpilot.fingerprint import Fingerprint
@@ -56,6 +57,8 @@ class BuildRequest:
     builder: str | None = None
     fingerprint: str | None = None
     fingerprint_tag: str | None = None  # e.g. "registry/name:fp-…", also pushed/loaded
+    persist_mounts: tuple[PersistedMount, ...] = ()
+    persist_dir: Path | None = None
 
     def with_fingerprint(self, fingerprint: Fingerprint) -> BuildRequest:
         """This request, labelled with its input fingerprint and tagged `fp-…` for reuse."""

@@ -7,14 +7,16 @@ import shlex
 import stat
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from buildpilot import graph
 from buildpilot.backend import Backend
+from buildpilot.cachemounts import persisted_mounts
 from buildpilot.changes import Prediction, check_against, predict
 from buildpilot.config import Project
 from buildpilot.console import Terminal
+from buildpilot.dockerfile import parse_dockerfile
 from buildpilot.errors import BuildpilotError, EngineError
 from buildpilot.executor import DEFAULT_JOBS, Clock, ExecuteOptions, Reused, execute, pin, utcnow
 from buildpilot.fingerprint import FileIndex, Fingerprint
@@ -180,7 +182,10 @@ def forecast(project: Project, order: Sequence[str], since: str) -> Prediction:
 def prepare(project: Project, plan: Plan, *, since: str | None, skip_existing: bool) -> Prepared:
     """Fingerprint every image, forecast the change, and decide what each image needs."""
     prints = fingerprint_all(project, plan.order, FileIndex.scan(project.root))
-    requests = {name: r.with_fingerprint(prints[name]) for name, r in plan.requests.items()}
+    requests = {
+        name: _with_persisted_mounts(project, r.with_fingerprint(prints[name]))
+        for name, r in plan.requests.items()
+    }
     plan = Plan(requests=requests, waves=plan.waves)
     prediction = forecast(project, plan.order, since) if since else None
     deps = {name: list(request.dependencies) for name, request in requests.items()}
@@ -188,6 +193,25 @@ def prepare(project: Project, plan: Plan, *, since: str | None, skip_existing: b
         plan.order, deps, prediction=prediction, fingerprints=prints, skip_existing=skip_existing
     )
     return Prepared(plan=plan, fingerprints=prints, prediction=prediction, decisions=decisions)
+
+
+def _with_persisted_mounts(project: Project, request: BuildRequest) -> BuildRequest:
+    """The request with the cache mounts to carry between runners, for images that opt in."""
+    image = project.image(request.image)
+    if not image.persist_cache_mounts:
+        return request
+    model = parse_dockerfile(
+        request.dockerfile.read_text(encoding="utf-8"),
+        path=str(request.dockerfile),
+        build_args=image.args,
+        named_contexts=tuple(image.contexts),
+    )
+    mounts = persisted_mounts(model, image.target, image.image_contexts())
+    return replace(
+        request,
+        persist_mounts=mounts,
+        persist_dir=(project.root / project.config.cache_mounts_dir).resolve(),
+    )
 
 
 def run_build(

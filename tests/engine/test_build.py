@@ -214,7 +214,7 @@ def test_cache_mount_persists_between_builds(repo: Repo, namespace: str) -> None
         {
             "app/Dockerfile": (
                 "FROM base\nARG BUST\n"
-                "RUN --mount=type=cache,target=/cache,id=counter echo $BUST >> /cache/runs "
+                f"RUN --mount=type=cache,target=/cache,id=counter-{namespace.rsplit('/', 1)[-1]} echo $BUST >> /cache/runs "
                 "&& wc -l < /cache/runs > /count\n"
             ),
             "buildpilot.yaml": config(
@@ -464,3 +464,39 @@ def test_a_stale_speculated_base_rebuilds_its_dependents(repo: Repo, namespace: 
     real = f"base=docker-image://{namespace}/base:{again['base'].digest.replace(':', '-')}"
     assert real in again["stt"].command
     assert again["stt"].status is Status.SUCCESS
+
+
+def test_persisted_cache_mount_survives_a_fresh_builder(repo: Repo, namespace: str) -> None:
+    mount_id = "counter-" + namespace.rsplit("/", 1)[-1]  # this test's own cache mount
+
+    def write(bust: str) -> None:
+        repo.write({
+            "app/Dockerfile": (
+                "FROM base\nARG BUST\n"
+                f"RUN --mount=type=cache,target=/cache,id={mount_id} echo $BUST >> /cache/runs "
+                "&& wc -l < /cache/runs > /count\n"
+            ),
+            "buildpilot.yaml": config(namespace, {
+                "base": {"context": "base"},
+                "app": {"context": "app", "contexts": {"base": "image:base"}, "args": {"BUST": bust},
+                        "persist_cache_mounts": True},
+            }),
+        })
+        repo.commit()
+
+    write("one")
+    assert repo.buildpilot("build", "app")[0] == 0
+    assert int(run_in_image(f"{namespace}/app:latest", "cat", "/count")) == 1
+    kept = repo.root / f".buildpilot/cache-mounts/{mount_id}/runs"
+    assert kept.read_text() == "one\n"
+    drop_build_cache()  # what a fresh CI runner has: the cache mount is gone from BuildKit
+    write("two")
+    code, output = repo.buildpilot("build", "app")
+    assert code == 0, output
+    assert int(run_in_image(f"{namespace}/app:latest", "cat", "/count")) == 2
+    assert kept.read_text() == "one\ntwo\n"
+    app = images(repo.last_run().images)["app"]
+    kinds = {p.kind: p for p in app.timeline.phases}
+    assert kinds["cache-mount-import"].duration > 0
+    assert kinds["cache-mount-export"].duration > 0
+    assert "injected 1 cache mount(s)" in kinds["cache-mount-import"].name

@@ -14,6 +14,7 @@ import typer
 
 from buildpilot import __version__, report, templates
 from buildpilot.backend import DockerBackend
+from buildpilot.ci_publish import publish_ci_outputs
 from buildpilot.config import Project, find_config, json_schema, load_config
 from buildpilot.console import Terminal
 from buildpilot.doctor import Severity, run_doctor
@@ -21,17 +22,17 @@ from buildpilot.doctor import exit_code as doctor_exit_code
 from buildpilot.doctor_report import OutputFormat, render_text, table_view
 from buildpilot.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, BuildpilotError, GitError
 from buildpilot.executor import DEFAULT_JOBS
-from buildpilot.git import git_info, toplevel
+from buildpilot.git import toplevel
 from buildpilot.plan import make_plan
 from buildpilot.release import release_version, run_release
 from buildpilot.results import exit_code
 from buildpilot.runs import load_run
 from buildpilot.workflow import (
     BuildSettings,
-    build_options,
     dry_run_lines,
     make_forecast,
     prepare,
+    resolve,
     run_build,
 )
 
@@ -139,6 +140,11 @@ def build(
             help="Reuse an image whose input fingerprint already has one (fp-… tag); no build.",
         ),
     ] = False,
+    target_branch: Annotated[
+        str | None,
+        typer.Option(help="A pull request's target branch, read as a cache (default: CI)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run as JSON.")] = False,
 ) -> None:
     """Build images and the images they depend on, bases first, independent ones in parallel."""
     terminal = Terminal()
@@ -156,9 +162,10 @@ def build(
             write_cache=not no_cache_write,
             since=since,
             skip_existing=skip_existing,
+            target_branch=target_branch,
         )
-        git = git_info(project.root)
-        options = build_options(project, settings, git, os.environ)
+        context = resolve(project, settings, os.environ)
+        options = context.options
         prepared = prepare(
             project,
             make_plan(project, settings.images, options),
@@ -166,19 +173,24 @@ def build(
             skip_existing=skip_existing,
         )
         if dry_run:
-            for line in dry_run_lines(prepared):
+            for line in [f"# cache: {context.ci.why}", *dry_run_lines(prepared)]:
                 terminal.info(line)
             raise typer.Exit(0)
+        terminal.info(f"cache: {context.ci.why}")
         run = run_build(
             project,
             prepared,
             settings,
             backend=DockerBackend(),
             terminal=terminal,
-            git=git,
+            git=context.git,
             branch=options.branch,
         )
-        terminal.print(report.summary_table(run))
+        publish_ci_outputs(project, run, context.ci, terminal, os.environ)
+        if as_json:
+            typer.echo(report.run_json(run))
+        else:
+            terminal.print(report.summary_table(run))
         raise typer.Exit(exit_code(run))
 
 
@@ -203,7 +215,6 @@ def release(
     terminal = Terminal()
     with _user_errors(terminal):
         project = _project(config)
-        git = git_info(project.root)
         settings = BuildSettings(
             images=images or [],
             output="push",
@@ -214,7 +225,8 @@ def release(
             since=since,
             skip_existing=True,
         )
-        options = build_options(project, settings, git, os.environ)
+        context = resolve(project, settings, os.environ)
+        options = context.options
         prepared = prepare(
             project, make_plan(project, settings.images, options), since=since, skip_existing=True
         )
@@ -224,11 +236,12 @@ def release(
             settings,
             backend=DockerBackend(),
             terminal=terminal,
-            git=git,
-            version=release_version(project.root, version),
+            git=context.git,
+            version=release_version(project.root, version or context.ci.tag),
             branch=options.branch,
             default_branch=options.default_branch,
         )
+        publish_ci_outputs(project, outcome.run, context.ci, terminal, os.environ)
         terminal.print(report.summary_table(outcome.run))
         if outcome.manifest is None:
             terminal.error(
@@ -293,7 +306,10 @@ def doctor_command(
     images: Annotated[list[str] | None, typer.Argument(help="Images (default: all).")] = None,
     config: ConfigOption = None,
     output: Annotated[
-        OutputFormat, typer.Option("--format", help="table, json, github or gitlab.")
+        OutputFormat,
+        typer.Option(
+            "--format", help="A table, JSON, GitHub annotations or GitLab Code Quality JSON."
+        ),
     ] = OutputFormat.TABLE,
     as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
     severity: Annotated[

@@ -168,6 +168,10 @@ class Terminal:
         """Print `error: <msg>` to stderr."""
         self._err.print(Text(f"error: {msg}", style="bold red"), soft_wrap=self.plain)
 
+    def raw(self, line: str) -> None:
+        """Print one line to stdout exactly as given (CI workflow commands, section markers)."""
+        self._out.print(Text(line), soft_wrap=True, highlight=False)
+
     def print(self, *renderables: RenderableType) -> None:
         """Print renderables (tables, report parts, text) to stdout."""
         self._out.print(*renderables)

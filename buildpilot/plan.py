@@ -26,6 +26,7 @@ class BuildOptions:
     output: Output = "load"
     branch: str = "main"
     default_branch: str = "main"
+    target_branch: str | None = None  # a pull request's target: its cache is read too
     git_sha: str | None = None
     write_cache: bool = True
     no_cache: bool = False
@@ -186,6 +187,7 @@ def _request(project: Project, name: str, options: BuildOptions) -> BuildRequest
             image=name,
             branch=options.branch,
             default_branch=options.default_branch,
+            target_branch=options.target_branch,
             write=options.write_cache,
         ),
         attestations=config.attestations,

@@ -399,8 +399,11 @@ class ProgressTracker:
     def timeline(self, *, tail_lines: int = 20) -> Timeline:
         """Everything seen so far as a `Timeline` (callable mid-build too)."""
         ordered = sorted(self._vertices.items(), key=lambda item: _sort_key(item[1]))
-        steps = [_step_timing(v) for _, v in ordered]
-        digests = [d for d, _ in ordered]
+        timed = [(d, _step_timing(v)) for d, v in ordered]
+        foreign = _foreign_steps([step for _, step in timed])
+        kept = [(d, step) for d, step in timed if id(step) not in foreign]
+        steps = [step for _, step in kept]
+        digests = [d for d, _ in kept]
         phases = [
             PhaseTiming(
                 kind=classify_phase(s.name), name=s.name, duration=s.duration, error=s.error
@@ -475,3 +478,27 @@ def _dicts(value: object) -> list[dict[str, Any]]:
     if not isinstance(value, list):
         return []
     return [item for item in value if isinstance(item, dict)]
+
+
+def _foreign_steps(steps: list[StepTiming]) -> set[int]:
+    """Steps of other builds that BuildKit merged into this stream.
+
+    Concurrent builds on one daemon share equivalent vertices, and a shared vertex is
+    reported to every build that waits on it, under the name the first build gave it: a
+    `[stage 1/4] COPY …` of another Dockerfile can show up beside this build's `[1/3]`
+    steps. Within a stage, this build's steps agree on the step count `n` of `[i/n]`; a
+    vertex whose `n` is not the stage's most common one belongs to another build.
+    """
+    by_stage: dict[str, list[StepTiming]] = {}
+    for step in steps:
+        if step.stage is not None and step.total is not None:
+            by_stage.setdefault(step.stage, []).append(step)
+    foreign: set[int] = set()
+    for members in by_stage.values():
+        counts: dict[int, int] = {}
+        for step in members:
+            counts[step.total or 0] = counts.get(step.total or 0, 0) + 1
+        ranked = sorted(counts.items(), key=lambda item: item[1], reverse=True)
+        if len(ranked) > 1 and ranked[0][1] > ranked[1][1]:
+            foreign.update(id(step) for step in members if step.total != ranked[0][0])
+    return foreign

@@ -14,6 +14,7 @@ from buildpilot import graph
 from buildpilot.backend import Backend
 from buildpilot.cachemounts import persisted_mounts
 from buildpilot.changes import Prediction, check_against, predict
+from buildpilot.ci import CiContext, detect
 from buildpilot.config import Project
 from buildpilot.console import Terminal
 from buildpilot.dockerfile import parse_dockerfile
@@ -21,7 +22,7 @@ from buildpilot.errors import BuildpilotError, EngineError
 from buildpilot.executor import DEFAULT_JOBS, Clock, ExecuteOptions, Reused, execute, pin, utcnow
 from buildpilot.fingerprint import FileIndex, Fingerprint
 from buildpilot.fingerprint import fingerprints as fingerprint_all
-from buildpilot.git import GitInfo, changed_files, file_at
+from buildpilot.git import GitInfo, changed_files, file_at, git_info
 from buildpilot.plan import (
     BuildOptions,
     BuildRequest,
@@ -35,8 +36,6 @@ from buildpilot.runs import new_run_id, save_run
 from buildpilot.selection import Action, Decision, Forecast, decide
 
 FALLBACK_BRANCH = "main"
-# Branch names as CI systems give them when the checkout is a detached HEAD.
-CI_BRANCH_VARIABLES = ("GITHUB_HEAD_REF", "GITHUB_REF_NAME", "CI_COMMIT_REF_NAME")
 
 
 @dataclass(frozen=True)
@@ -50,34 +49,42 @@ class BuildSettings:
     builder: str | None = None
     branch: str | None = None
     default_branch: str | None = None
+    target_branch: str | None = None
     no_cache: bool = False
     write_cache: bool = True
     since: str | None = None
     skip_existing: bool = False
 
 
-def build_options(
-    project: Project, settings: BuildSettings, git: GitInfo, env: Mapping[str, str]
-) -> BuildOptions:
-    """Resolve branch, default branch and builder from flags, config, git and CI, in that order."""
-    branch = (
-        settings.branch
-        or git.branch
-        or next((env[v] for v in CI_BRANCH_VARIABLES if env.get(v)), None)
-        or FALLBACK_BRANCH
-    )
-    return BuildOptions(
+@dataclass(frozen=True)
+class RunContext:
+    """Where a run happens: git, the CI system, and the build options they resolve to."""
+
+    git: GitInfo
+    ci: CiContext
+    options: BuildOptions
+
+
+def resolve(project: Project, settings: BuildSettings, env: Mapping[str, str]) -> RunContext:
+    """Branches and cache policy from flags, then config, then CI, then git."""
+    git = git_info(project.root)
+    policy = project.config.cache.write if settings.write_cache else "never"
+    ci = detect(env, git, write_cache=policy)
+    options = BuildOptions(
         output=settings.output,
-        branch=branch,
+        branch=settings.branch or ci.branch or git.branch or FALLBACK_BRANCH,
         default_branch=settings.default_branch
         or project.config.default_branch
+        or ci.default_branch
         or git.default_branch
         or FALLBACK_BRANCH,
-        git_sha=git.sha,
-        write_cache=settings.write_cache,
+        target_branch=settings.target_branch or ci.target_branch,
+        git_sha=ci.sha or git.sha,
+        write_cache=ci.may_write_cache,
         no_cache=settings.no_cache,
         builder=settings.builder,
     )
+    return RunContext(git=git, ci=ci, options=options)
 
 
 def dry_run_lines(prepared: Prepared) -> list[str]:

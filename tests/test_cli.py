@@ -101,7 +101,9 @@ def test_schema_is_json_schema() -> None:
 def test_dry_run_prints_commands_bases_first(repo: Path) -> None:
     code, output = run(repo, "build", "api", "--dry-run")
     assert code == 0
-    lines = output.strip().splitlines()
+    comments = [line for line in output.strip().splitlines() if line.startswith("#")]
+    lines = [line for line in output.strip().splitlines() if not line.startswith("#")]
+    assert comments == ["# cache: local run on branch main: its cache may be written"]
     assert len(lines) == 2
     base, api = (shlex.split(line) for line in lines)
     assert base[:4] == ["docker", "buildx", "build", "--progress=rawjson"]

@@ -538,3 +538,33 @@ def test_parse_timestamp() -> None:
     assert parse_timestamp("2026-11-21T05:17:21Z") is not None
     assert parse_timestamp("soon") is None
     assert parse_timestamp(None) is None
+
+
+def test_vertices_of_a_concurrent_build_are_left_out() -> None:
+    """A shared vertex of another build (`[1/4]`) beside this build's `[i/3]` steps."""
+    tracker = ProgressTracker()
+    t0, t1 = "2026-11-21T06:00:00Z", "2026-11-21T06:00:01Z"
+    names = [
+        "[1/3] COPY busybox /bin/busybox",
+        "[2/3] RUN busybox --install",
+        "[3/3] RUN echo a > /nonce",
+        "[1/4] COPY busybox /bin/busybox",
+        "[2/4] RUN busybox --install",
+    ]
+    tracker.feed(
+        {
+            "vertexes": [
+                {
+                    "digest": f"sha256:{i}",
+                    "name": name,
+                    "started": t0,
+                    "completed": t1,
+                    "cached": i < 3,
+                }
+                for i, name in enumerate(names)
+            ]
+        }
+    )
+    timeline = tracker.timeline()
+    assert [s.name for s in timeline.steps if s.stage] == names[:3]
+    assert [(s.name, s.steps, s.cached) for s in timeline.stages] == [("stage-0", 3, 3)]

@@ -470,18 +470,27 @@ def test_persisted_cache_mount_survives_a_fresh_builder(repo: Repo, namespace: s
     mount_id = "counter-" + namespace.rsplit("/", 1)[-1]  # this test's own cache mount
 
     def write(bust: str) -> None:
-        repo.write({
-            "app/Dockerfile": (
-                "FROM base\nARG BUST\n"
-                f"RUN --mount=type=cache,target=/cache,id={mount_id} echo $BUST >> /cache/runs "
-                "&& wc -l < /cache/runs > /count\n"
-            ),
-            "buildpilot.yaml": config(namespace, {
-                "base": {"context": "base"},
-                "app": {"context": "app", "contexts": {"base": "image:base"}, "args": {"BUST": bust},
-                        "persist_cache_mounts": True},
-            }),
-        })
+        repo.write(
+            {
+                "app/Dockerfile": (
+                    "FROM base\nARG BUST\n"
+                    f"RUN --mount=type=cache,target=/cache,id={mount_id} echo $BUST >> /cache/runs "
+                    "&& wc -l < /cache/runs > /count\n"
+                ),
+                "buildpilot.yaml": config(
+                    namespace,
+                    {
+                        "base": {"context": "base"},
+                        "app": {
+                            "context": "app",
+                            "contexts": {"base": "image:base"},
+                            "args": {"BUST": bust},
+                            "persist_cache_mounts": True,
+                        },
+                    },
+                ),
+            }
+        )
         repo.commit()
 
     write("one")

@@ -23,7 +23,6 @@ from buildpilot.doctor_report import OutputFormat, render_text, table_view
 from buildpilot.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, BuildpilotError, GitError
 from buildpilot.executor import DEFAULT_JOBS
 from buildpilot.git import toplevel
-from buildpilot.plan import make_plan
 from buildpilot.release import release_version, run_release
 from buildpilot.results import exit_code
 from buildpilot.runs import load_run
@@ -31,8 +30,7 @@ from buildpilot.workflow import (
     BuildSettings,
     dry_run_lines,
     make_forecast,
-    prepare,
-    resolve,
+    prepare_run,
     run_build,
 )
 
@@ -164,14 +162,8 @@ def build(
             skip_existing=skip_existing,
             target_branch=target_branch,
         )
-        context = resolve(project, settings, os.environ)
+        context, prepared = prepare_run(project, settings, os.environ)
         options = context.options
-        prepared = prepare(
-            project,
-            make_plan(project, settings.images, options),
-            since=since,
-            skip_existing=skip_existing,
-        )
         if dry_run:
             for line in [f"# cache: {context.ci.why}", *dry_run_lines(prepared)]:
                 terminal.info(line)
@@ -225,11 +217,8 @@ def release(
             since=since,
             skip_existing=True,
         )
-        context = resolve(project, settings, os.environ)
+        context, prepared = prepare_run(project, settings, os.environ)
         options = context.options
-        prepared = prepare(
-            project, make_plan(project, settings.images, options), since=since, skip_existing=True
-        )
         outcome = run_release(
             project,
             prepared,

@@ -30,6 +30,7 @@ from buildpilot.plan import (
     Plan,
     dependency_graph,
     dry_run_refs,
+    make_plan,
 )
 from buildpilot.results import ImageResult, RunResult, Status
 from buildpilot.runs import new_run_id, save_run
@@ -85,6 +86,16 @@ def resolve(project: Project, settings: BuildSettings, env: Mapping[str, str]) -
         builder=settings.builder,
     )
     return RunContext(git=git, ci=ci, options=options)
+
+
+def prepare_run(
+    project: Project, settings: BuildSettings, env: Mapping[str, str]
+) -> tuple[RunContext, Prepared]:
+    """Resolve where the run happens, then plan, fingerprint and forecast it."""
+    context = resolve(project, settings, env)
+    plan = make_plan(project, settings.images, context.options)
+    prepared = prepare(project, plan, since=settings.since, skip_existing=settings.skip_existing)
+    return context, prepared
 
 
 def dry_run_lines(prepared: Prepared) -> list[str]:

@@ -182,8 +182,71 @@ def _predict_image(
         stage_steps, stage_reasons = predictor.stage(stage, forced=whole)
         steps.extend(stage_steps)
         reasons.extend(r for r in stage_reasons if r not in reasons)
-    affected = bool(reasons)
-    return ImagePrediction(name=name, affected=affected, reasons=tuple(reasons), steps=tuple(steps))
+    if not reasons:  # every step cached: the image may still differ in its config alone
+        reasons = _config_only_reasons(sides, name, stages, old_model, dockerfile_rel)
+    return ImagePrediction(
+        name=name, affected=bool(reasons), reasons=tuple(reasons), steps=tuple(steps)
+    )
+
+
+def _config_only_reasons(
+    sides: _Sides,
+    name: str,
+    stages: Sequence[Stage],
+    old_model: DockerfileModel | None,
+    dockerfile_rel: str,
+) -> list[Reason]:
+    """Changes that BuildKit rebuilds no step for but that change the image's config
+    (CMD, ENV, LABEL, EXPOSE, USER, … or the config's labels): the image must be made
+    again, from cache, so that it carries them."""
+    image = sides.project.image(name)
+    assert sides.old_config is not None  # noqa: S101 - only called without a whole-image reason
+    old = sides.old_config.images[name]
+    if old.labels != image.labels:
+        first = stages[-1] if stages else None
+        return [
+            Reason(
+                sides.rel(sides.project.path),
+                dockerfile_rel,
+                first.line if first else 1,
+                f"FROM {first.base}" if first else "FROM",
+                _stage_name(first) if first else "-",
+                f"config changed: images.{name}.labels (image config only; every step cached)",
+            )
+        ]
+    if old_model is None:
+        return []
+    for stage in stages:
+        old_stage = old_model.stage(stage.name) if stage.name else old_model.stage(str(stage.index))
+        now_meta = _meta(stage)
+        old_texts = [text for _, text in _meta(old_stage)] if old_stage else []
+        if [text for _, text in now_meta] != old_texts:
+            differs = [
+                (line, text)
+                for index, (line, text) in enumerate(now_meta)
+                if index >= len(old_texts) or old_texts[index] != text
+            ]
+            line, text = differs[0] if differs else (stage.line, f"FROM {stage.base}")
+            return [
+                Reason(
+                    dockerfile_rel,
+                    dockerfile_rel,
+                    line,
+                    text,
+                    _stage_name(stage),
+                    "image config changed (every step cached)",
+                )
+            ]
+    return []
+
+
+def _meta(stage: Stage) -> list[tuple[int, str]]:
+    """(line, text) of the instructions that make no step but shape the image's config."""
+    return [
+        (i.line, _short(i.original))
+        for i in stage.instructions
+        if not i.step and i.cmd not in ("ARG", "ONBUILD")
+    ]
 
 
 def _whole_image_reason(

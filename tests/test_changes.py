@@ -280,3 +280,16 @@ def test_fingerprint_follows_content_not_history(repo: Path) -> None:
     write_tree(repo, {"base/rootfs/etc/os": "v9\n"})
     assert prints()["tts"] != before["tts"]  # a base's fingerprint reaches its dependents
     assert yaml.safe_load((repo / "buildpilot.yaml").read_text())["version"] == 1
+
+
+def test_a_config_only_change_rebuilds_the_image_from_cache(repo: Path) -> None:
+    text = str(FILES["services/tts/Dockerfile"]) + 'CMD ["python", "-m", "tts"]\n'
+    write_tree(repo, {"services/tts/Dockerfile": text})
+    commit(repo)
+    write_tree(repo, {"services/tts/Dockerfile": text.replace('"tts"]', '"tts", "--fast"]')})
+    data = plan(repo)
+    assert affected(data) == {"tts"}
+    tts = image(data, "tts")
+    assert all(step["cached"] for step in tts["steps"])  # BuildKit reruns nothing
+    assert tts["reasons"][0]["detail"] == "image config changed (every step cached)"
+    assert tts["reasons"][0]["line"] == 3

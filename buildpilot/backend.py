@@ -9,6 +9,7 @@ group. The argv starts with python-on-whales' docker command, so its client conf
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -21,13 +22,13 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
-
-from python_on_whales import DockerClient
-from python_on_whales.client_config import ClientNotFoundError
-from python_on_whales.exceptions import DockerException
+from typing import TYPE_CHECKING, Any, Protocol
 
 from buildpilot.errors import EngineError
+
+if TYPE_CHECKING:
+    from python_on_whales import DockerClient
+    from python_on_whales.exceptions import DockerException
 from buildpilot.progress import RawJsonStream
 from buildpilot.registry import Repository, tag_digest, tag_name
 
@@ -92,7 +93,7 @@ class DockerBackend:
     """The real backend: the docker CLI with buildx."""
 
     def __init__(self, client: DockerClient | None = None, *, grace_seconds: float = 4.0) -> None:
-        self._client = client or DockerClient()
+        self._given = client
         self._grace = grace_seconds
         self._lock = threading.Lock()
         self._running: set[subprocess.Popen[bytes]] = set()
@@ -130,6 +131,8 @@ class DockerBackend:
 
     def _diagnose(self, builder: str | None) -> None:
         """Name what is wrong with the engine, buildx or the builder, and what to run."""
+        from python_on_whales.exceptions import DockerException  # noqa: PLC0415
+
         try:
             self._client.version()
         except DockerException as exc:
@@ -191,11 +194,10 @@ class DockerBackend:
             )
 
     def tag(self, source: str, target: str) -> None:
-        """Tag a local image."""
-        try:
-            self._client.image.tag(source, target)
-        except DockerException as exc:
-            raise EngineError(f"cannot tag {source} as {target}: " + _last_line(exc)) from None
+        """Tag a local image (on every base's path to its dependents: kept light)."""
+        done = _capture([*self._docker_cmd(), "tag", source, target])
+        if done.returncode != 0:
+            raise EngineError(f"cannot tag {source} as {target}: {done.stderr.strip()}")
 
     def find(self, ref: str, *, registry: bool) -> str | None:
         """The manifest digest of `ref` in the registry or the local store, or None."""
@@ -257,11 +259,25 @@ class DockerBackend:
             except subprocess.TimeoutExpired:
                 _signal_group(process, signal.SIGKILL)
 
+    @functools.cached_property
+    def _client(self) -> DockerClient:
+        # Imported on first use: only diagnosis and tagging need python-on-whales, and the
+        # package costs ~0.1 s of start-up on every run otherwise.
+        from python_on_whales import DockerClient  # noqa: PLC0415
+
+        return self._given or DockerClient()
+
     def _docker_cmd(self) -> list[str]:
-        try:
-            command = list(self._client.client_config.docker_cmd)
-        except ClientNotFoundError:
-            command = []
+        """The docker command: the given client's (with its global flags), else `docker`."""
+        if self._given is None:
+            command = ["docker"]  # python-on-whales' own default client call
+        else:
+            from python_on_whales.client_config import ClientNotFoundError  # noqa: PLC0415
+
+            try:
+                command = list(self._given.client_config.docker_cmd)
+            except ClientNotFoundError:  # python-on-whales: no docker binary on PATH
+                command = []
         if not command or shutil.which(command[0]) is None:
             raise EngineError(
                 "The docker CLI is not on PATH, so buildpilot cannot run builds.",

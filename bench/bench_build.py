@@ -27,9 +27,8 @@ from typing import Any
 from bakefile import write_bake_file
 
 from buildpilot.config import load_config
-from buildpilot.git import git_info
 from buildpilot.plan import make_plan
-from buildpilot.workflow import BuildSettings, build_options
+from buildpilot.workflow import BuildSettings, resolve
 
 HERE = Path(__file__).resolve().parent
 
@@ -79,8 +78,7 @@ def main() -> None:
     args = parser.parse_args()
 
     project = load_config(args.config.resolve())
-    git = git_info(project.root)
-    options = build_options(project, BuildSettings(), git, os.environ)
+    options = resolve(project, BuildSettings(), os.environ).options
     plan = make_plan(project, [], options)
     images = len(plan.order)
     config = str(project.path)

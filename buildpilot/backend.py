@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from python_on_whales import DockerClient
     from python_on_whales.exceptions import DockerException
 from buildpilot.progress import RawJsonStream
-from buildpilot.registry import Repository, tag_digest, tag_name
+from buildpilot.registry import DOCKER_HUB, Repository, tag_digest, tag_name
 
 MIN_BUILDX = (0, 13)  # --progress=rawjson and `buildx ls --format json`
 SETUP_HINT = "On Debian, `bash ci/engine-up.sh` from a buildpilot checkout installs and starts one."
@@ -86,6 +86,10 @@ class Backend(Protocol):
 
     def interrupt(self) -> None:
         """End every running build: SIGINT to its process group, SIGKILL after a grace period."""
+        ...
+
+    def save(self, ref: str, path: Path) -> None:
+        """Write image `ref` to `path` as a `docker save` archive (pulled first if not local)."""
         ...
 
 
@@ -266,6 +270,20 @@ class DockerBackend:
         from python_on_whales import DockerClient  # noqa: PLC0415
 
         return self._given or DockerClient()
+
+    def save(self, ref: str, path: Path) -> None:
+        """Write image `ref` to `path` as a `docker save` archive (pulled first if not local).
+
+        No timeout: a large image takes as long as its layers take to write.
+        """
+        command = [*self._docker_cmd(), "save", "--output", str(path), ref]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0 and Repository.parse(ref).host != DOCKER_HUB:
+            pulled = _capture([*self._docker_cmd(), "pull", "--quiet", ref])
+            if pulled.returncode == 0:
+                done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise EngineError(f"cannot save {ref}: {done.stderr.strip() or done.returncode}")
 
     def _docker_cmd(self) -> list[str]:
         """The docker command: the given client's (with its global flags), else `docker`."""

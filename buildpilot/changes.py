@@ -19,6 +19,7 @@ from buildpilot.config import Config, ImageConfig, Project, parse_config
 from buildpilot.dockerfile import DockerfileModel, Instruction, Source, Stage, parse_dockerfile
 from buildpilot.errors import BuildpilotError
 from buildpilot.ignore import IgnoreMatcher, ignore_file_for, source_reads
+from buildpilot.mirrors import mirror_inputs
 from buildpilot.results import PredictedStep, PredictionCheck, StepTiming
 
 ReadAtBase = Callable[[str], str | None]  # repo-relative path -> text at the merge base
@@ -158,15 +159,18 @@ def _predict_image(
     image = project.image(name)
     dockerfile_path = project.dockerfile(name)
     dockerfile_rel = sides.rel(dockerfile_path)
+    text = dockerfile_path.read_text(encoding="utf-8")
     model = parse_dockerfile(
-        dockerfile_path.read_text(encoding="utf-8"),
-        path=dockerfile_rel,
-        build_args=image.args,
-        named_contexts=tuple(image.contexts),
+        text, path=dockerfile_rel, build_args=image.args, named_contexts=tuple(image.contexts)
     )
+    args = _effective_args(project, name, model)  # mirror args are build args too
+    if args != image.args:
+        model = parse_dockerfile(
+            text, path=dockerfile_rel, build_args=args, named_contexts=tuple(image.contexts)
+        )
     stages = model.needed_stages(image.target)
     whole = _whole_image_reason(sides, name, image, dockerfile_rel, stages[0] if stages else None)
-    old_model = None if whole else _old_model(sides, name, image, model, dockerfile_rel)
+    old_model = None if whole else _old_model(sides, name, model, args, dockerfile_rel)
     predictor = _StagePredictor(
         sides,
         name=name,
@@ -276,13 +280,21 @@ def _whole_image_reason(
     return None
 
 
+def _effective_args(project: Project, name: str, model: DockerfileModel) -> dict[str, str]:
+    """The build args an image's build gets: its own, and the mirrors it declares an ARG for."""
+    return {**mirror_inputs(project, name, model).args, **project.image(name).args}
+
+
 def _old_model(
-    sides: _Sides, name: str, image: ImageConfig, model: DockerfileModel, dockerfile_rel: str
+    sides: _Sides, name: str, model: DockerfileModel, args: Mapping[str, str], dockerfile_rel: str
 ) -> DockerfileModel | None:
-    """The Dockerfile at the base, read with the args the config had then."""
+    """The Dockerfile at the base, read with the build args the config gave it then."""
     assert sides.old_config is not None  # noqa: S101 - _whole_image_reason returned None
     old = sides.old_config.images[name]
-    if dockerfile_rel not in sides.changed and old.args == image.args:
+    old_args = _effective_args(
+        Project(path=sides.project.path, config=sides.old_config), name, model
+    )
+    if dockerfile_rel not in sides.changed and old_args == args:
         return model
     text = sides.read_at_base(dockerfile_rel) if dockerfile_rel in sides.changed else None
     if dockerfile_rel in sides.changed and text is None:
@@ -293,7 +305,7 @@ def _old_model(
             if text is not None
             else (sides.project.dockerfile(name).read_text(encoding="utf-8")),
             path=dockerfile_rel,
-            build_args=old.args,
+            build_args=old_args,
             named_contexts=tuple(old.contexts),
         )
     except BuildpilotError:

@@ -17,6 +17,7 @@ from buildpilot.dockerfile import DockerfileError, parse_dockerfile
 from buildpilot.progress import is_cancellation
 from buildpilot.report import format_duration, has_run, step_instruction, truncate
 from buildpilot.results import ImageResult, PredictionCheck, RunResult, Status, StepTiming
+from buildpilot.size_report import github_sizes
 
 SLOWEST_STEPS = 3  # steps listed per image in the job summary
 SUMMARY_INSTRUCTION_WIDTH = 48  # characters of a step's instruction in the job summary
@@ -172,6 +173,7 @@ def github_summary(run: RunResult) -> str:
     ]
     lines += [_summary_row(image) for image in run.images]
     lines += _summary_problems(run.images)
+    lines += github_sizes(run.images)
     return "\n".join(lines) + "\n"
 
 

@@ -26,6 +26,10 @@ from buildpilot.git import toplevel
 from buildpilot.release import release_version, run_release
 from buildpilot.results import exit_code
 from buildpilot.runs import load_run
+from buildpilot.size import TOP
+from buildpilot.size import exit_code as size_exit_code
+from buildpilot.size_report import sizes_json, sizes_view
+from buildpilot.sizing import size_images
 from buildpilot.workflow import (
     BuildSettings,
     dry_run_lines,
@@ -142,6 +146,12 @@ def build(
         str | None,
         typer.Option(help="A pull request's target branch, read as a cache (default: CI)."),
     ] = None,
+    size: Annotated[
+        bool,
+        typer.Option(
+            "--size", help="Measure every built image (those with a size_budget always are)."
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run as JSON.")] = False,
 ) -> None:
     """Build images and the images they depend on, bases first, independent ones in parallel."""
@@ -161,6 +171,7 @@ def build(
             since=since,
             skip_existing=skip_existing,
             target_branch=target_branch,
+            size=size,
         )
         context, prepared = prepare_run(project, settings, os.environ)
         options = context.options
@@ -200,6 +211,12 @@ def release(
     builder: Annotated[str | None, typer.Option(help="buildx builder (default: config).")] = None,
     branch: Annotated[str | None, typer.Option(help="Branch (default: git).")] = None,
     default_branch: Annotated[str | None, typer.Option(help="Default branch.")] = None,
+    size: Annotated[
+        bool,
+        typer.Option(
+            "--size", help="Measure every built image (those with a size_budget always are)."
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
 ) -> None:
     """Release every image or none: build the affected ones and reuse the rest, all under no
@@ -216,6 +233,7 @@ def release(
             default_branch=default_branch,
             since=since,
             skip_existing=True,
+            size=size,
         )
         context, prepared = prepare_run(project, settings, os.environ)
         options = context.options
@@ -321,6 +339,47 @@ def doctor_command(
         else:
             typer.echo(render_text(result, output))
         raise typer.Exit(doctor_exit_code(result))
+
+
+@app.command("size")
+def size_command(
+    images: Annotated[list[str] | None, typer.Argument(help="Images (default: all).")] = None,
+    config: ConfigOption = None,
+    ref: Annotated[
+        str | None, typer.Option(help="Measure this image ref instead (one IMAGE at most).")
+    ] = None,
+    run: Annotated[
+        str | None, typer.Option(help="The run whose images to measure (default: latest).")
+    ] = None,
+    against: Annotated[
+        str | None,
+        typer.Option(help="Compare with a run (id or prefix) or a release version."),
+    ] = None,
+    top: Annotated[
+        int, typer.Option(min=1, help="Directories, packages and files kept per layer.")
+    ] = TOP,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the reports as JSON.")] = False,
+) -> None:
+    """Show what each layer of the built images weighs, the Dockerfile line that made it,
+    the largest directories and Python packages in it, and what grew; exit 1 when an image
+    is over a size budget that fails."""
+    terminal = Terminal()
+    with _user_errors(terminal):
+        project = _project(config)
+        sizes = size_images(
+            project,
+            images or [],
+            backend=DockerBackend(),
+            ref=ref,
+            run=run,
+            against=against,
+            top=top,
+        )
+        if as_json:
+            typer.echo(sizes_json(sizes))
+        else:
+            terminal.print(*sizes_view(sizes))
+        raise typer.Exit(size_exit_code(sizes))
 
 
 @app.command()

@@ -10,17 +10,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from buildpilot.dockerfile import KNOWN_COMMANDS, DockerfileError, parse_dockerfile
 from buildpilot.errors import ConfigError
 from buildpilot.graph import find_cycle
+from buildpilot.size import parse_size
 from buildpilot.yamlsource import Loc, YamlError, YamlSource, load_yaml
 
 CONFIG_NAME = "buildpilot.yaml"
 IMAGE_CONTEXT_PREFIX = "image:"
 TAG_FIELDS = frozenset({"registry", "name", "git_sha", "short_sha", "branch"})
 RELEASE_FIELDS = TAG_FIELDS | {"version"}
+CACHE_FIELDS = frozenset({"registry", "name"})
 _IMAGE_NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+# host[:port], then lowercase path components, as a docker reference takes them
+_REGISTRY = re.compile(r"^[A-Za-z0-9.-]+(?::[0-9]+)?(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
+_SECRET_ARG = re.compile(r"TOKEN|PASSWORD|SECRET|KEY", re.IGNORECASE)
 
 
 class _Model(BaseModel):
@@ -95,6 +101,24 @@ class DoctorSettings(_Model):
     )
 
 
+def _size(text: str) -> str:
+    parse_size(text)  # a ValueError names the size and how to write one
+    return text
+
+
+class Mirrors(_Model):
+    """Package mirrors and the host's CA bundle, handed only to the builds that ask for them:
+    an ARG of that name in the Dockerfile, or a `--mount=type=secret,id=ca_bundle`."""
+
+    pip_index_url: str | None = Field(None, description="Build arg PIP_INDEX_URL.")
+    pip_extra_index_url: str | None = Field(None, description="Build arg PIP_EXTRA_INDEX_URL.")
+    apt_mirror: str | None = Field(None, description="Build arg APT_MIRROR (Debian/Ubuntu).")
+    npm_registry: str | None = Field(None, description="Build arg NPM_CONFIG_REGISTRY.")
+    ca_bundle: str | None = Field(
+        None, description="A CA bundle file (relative to the config), as the secret ca_bundle."
+    )
+
+
 class ImageConfig(_Model):
     """One image of the repository and how to build it."""
 
@@ -121,10 +145,21 @@ class ImageConfig(_Model):
         description="Whether the image needs CUDA; with false, `doctor` flags CUDA wheels (BP007).",
     )
     doctor: DoctorSettings = Field(default_factory=DoctorSettings)
+    size_budget: Annotated[str, AfterValidator(_size)] | None = Field(
+        None, description="Largest uncompressed size, e.g. 500MB or 3GB (checked after a build)."
+    )
+    size_budget_action: Literal["fail", "warn"] = Field(
+        "fail", description="fail: an image over its size budget fails; warn: a warning."
+    )
     persist_cache_mounts: bool = Field(
         default=False,
         description="Export the image's RUN --mount=type=cache content after a build and "
         "inject it before the next, so CI's own cache can carry it to a fresh runner.",
+    )
+    allow_secret_args: bool = Field(
+        default=False,
+        description="Accept build args named like secrets (*TOKEN*, *PASSWORD*, *SECRET*, "
+        "*KEY*); their values end up in the image's history. Prefer `secrets:`.",
     )
 
     def image_contexts(self) -> dict[str, str]:
@@ -157,6 +192,12 @@ class Config(_Model):
         ".buildpilot/cache-mounts", description="Where persisted cache mounts are kept."
     )
     release: ReleaseSettings = Field(default_factory=ReleaseSettings)
+    mirrors: Mirrors = Field(default_factory=Mirrors)
+    allow_paths_outside: bool = Field(
+        default=False,
+        description="Accept contexts, Dockerfiles, secret files and local named contexts "
+        "outside the repository (the git work tree holding the config, else its directory).",
+    )
     images: dict[str, ImageConfig] = Field(min_length=1)
 
 
@@ -246,9 +287,18 @@ def _where(path: Path, line: int | None, loc: Loc) -> str:
 
 
 def _pydantic_problems(exc: ValidationError, source: YamlSource) -> Iterator[str]:
-    for error in exc.errors():
+    errors = exc.errors()
+    # A misspelt required key is one mistake: "unknown key; did you mean" says it all.
+    suggested = {
+        (*tuple(e["loc"])[:-1], key)
+        for e in errors
+        if e["type"] == "extra_forbidden" and (key := _suggestion(tuple(e["loc"])))
+    }
+    for error in errors:
         loc: Loc = tuple(error["loc"])
         message = error["msg"]
+        if error["type"] == "missing" and loc in suggested:
+            continue
         if error["type"] == "extra_forbidden":
             message = "unknown key" + _did_you_mean(loc)
         elif error["type"] == "missing":
@@ -258,6 +308,12 @@ def _pydantic_problems(exc: ValidationError, source: YamlSource) -> Iterator[str
 
 def _did_you_mean(loc: Loc) -> str:
     """Suggest the known key closest to an unknown one."""
+    key = _suggestion(loc)
+    return f"; did you mean '{key}'?" if key else ""
+
+
+def _suggestion(loc: Loc) -> str | None:
+    """The known key closest to the unknown key at `loc`, if any is close."""
     match loc[:-1]:
         case ():
             model: type[BaseModel] = Config
@@ -267,14 +323,16 @@ def _did_you_mean(loc: Loc) -> str:
             model = ImageConfig
         case ("images", _, "cache"):
             model = CacheOverride
+        case ("mirrors",):
+            model = Mirrors
         case ("images", _, "doctor"):
             model = DoctorSettings
         case ("images", _, "secrets", _):
             model = Secret
         case _:
-            return ""
+            return None
     matches = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
-    return f"; did you mean '{matches[0]}'?" if matches else ""
+    return matches[0] if matches else None
 
 
 def _semantic_problems(project: Project, source: YamlSource) -> Iterator[str]:
@@ -284,6 +342,7 @@ def _semantic_problems(project: Project, source: YamlSource) -> Iterator[str]:
     def problem(loc: Loc, message: str) -> str:
         return _where(path, source.line_of(loc), loc) + message
 
+    yield from _reference_problems(problem, config)
     for name, image in config.images.items():
         base: Loc = ("images", name)
         if not _IMAGE_NAME.match(name):
@@ -302,17 +361,151 @@ def _semantic_problems(project: Project, source: YamlSource) -> Iterator[str]:
                 )
         for index, tag in enumerate(image.tags):
             yield from _template_problem(problem, (*base, "tags", index), tag, TAG_FIELDS)
-        context = project.context_dir(name)
-        if not context.is_dir():
-            yield problem((*base, "context"), f"context directory {context} does not exist")
-        elif not project.dockerfile(name).is_file():
-            loc = (*base, "dockerfile") if (*base, "dockerfile") in source.lines else base
-            yield problem(loc, f"Dockerfile {project.dockerfile(name)} does not exist")
+        yield from _secret_arg_problems(problem, base, image)
+        dockerfile_loc = (*base, "dockerfile") if (*base, "dockerfile") in source.lines else base
+        yield from _path_problems(problem, project, name, dockerfile_loc)
+    yield from _file_problem(
+        problem, ("mirrors", "ca_bundle"), project.root, config.mirrors.ca_bundle
+    )
     for index, tag in enumerate(config.release.tags):
         yield from _template_problem(problem, ("release", "tags", index), tag, RELEASE_FIELDS)
     cycle = find_cycle({name: image.dependencies() for name, image in config.images.items()})
-    if cycle:
+    own_context = len(cycle or []) == 2 and cycle and cycle[0] in _own_contexts(config)
+    if cycle and not own_context:  # an image that is its own context is said so above
         yield problem(("images", cycle[0]), "dependency cycle: " + " -> ".join(cycle))
+
+
+def _reference_problems(problem: Callable[[Loc, str], str], config: Config) -> Iterator[str]:
+    """The registry, and the cache repository templates built on it."""
+    if not _REGISTRY.match(config.registry):
+        yield problem(
+            ("registry",),
+            f"'{config.registry}' is not a registry and repository prefix: give host[:port] "
+            "and lowercase path components, e.g. localhost:5000/team",
+        )
+    templates: list[tuple[Loc, str | None]] = [(("cache", "repository"), config.cache.repository)]
+    templates += [
+        (("images", name, "cache", "repository"), image.cache.repository)
+        for name, image in config.images.items()
+    ]
+    for loc, template in templates:
+        if template is not None:
+            yield from _template_problem(problem, loc, template, CACHE_FIELDS)
+
+
+def _path_problems(
+    problem: Callable[[Loc, str], str], project: Project, name: str, dockerfile_loc: Loc
+) -> Iterator[str]:
+    """One problem with the image's paths, checked in order: outside the repository,
+    missing, unreadable or invalid Dockerfile."""
+    outside = list(_outside_problems(problem, project, name))
+    context = project.context_dir(name)
+    if outside:
+        yield from outside
+    elif not context.is_dir():
+        yield problem(("images", name, "context"), f"context directory {context} does not exist")
+    elif not project.dockerfile(name).is_file():
+        yield problem(dockerfile_loc, f"Dockerfile {project.dockerfile(name)} does not exist")
+    else:
+        yield from _dockerfile_problems(problem, project, name, dockerfile_loc)
+
+
+def _own_contexts(config: Config) -> set[str]:
+    return {n for n, image in config.images.items() if n in image.image_contexts().values()}
+
+
+def _secret_arg_problems(
+    problem: Callable[[Loc, str], str], base: Loc, image: ImageConfig
+) -> Iterator[str]:
+    if image.allow_secret_args:
+        return
+    for arg in image.args:
+        if _SECRET_ARG.search(arg):
+            secret_id = arg.lower()
+            yield problem(
+                (*base, "args", arg),
+                f"build arg {arg} looks like a secret, and a build arg's value stays in the "
+                "image's history for anyone who pulls it; pass it as a secret instead "
+                f"(secrets: [{{id: {secret_id}, env: {arg}}}], read with "
+                f"RUN --mount=type=secret,id={secret_id}), or set allow_secret_args: true "
+                "on the image if it is no secret",
+            )
+
+
+def _outside_problems(
+    problem: Callable[[Loc, str], str], project: Project, name: str
+) -> Iterator[str]:
+    """Paths of the image that resolve outside the config's directory (symlinks followed)."""
+    if project.config.allow_paths_outside:
+        return
+    image = project.image(name)
+    base: Loc = ("images", name)
+    root = repository_root(project.root.resolve())
+    paths: list[tuple[Loc, str, Path]] = [
+        ((*base, "context"), image.context, project.context_dir(name))
+    ]
+    if project.context_dir(name).is_relative_to(root):  # else the Dockerfile says nothing new
+        paths.append(((*base, "dockerfile"), image.dockerfile, project.dockerfile(name).resolve()))
+    for index, secret in enumerate(image.secrets):
+        if secret.src is not None:
+            loc = (*base, "secrets", index, "src")
+            paths.append((loc, secret.src, (project.root / secret.src).resolve()))
+    for key, value in image.contexts.items():
+        if not value.startswith(IMAGE_CONTEXT_PREFIX) and "://" not in value:
+            paths.append(((*base, "contexts", key), value, (project.root / value).resolve()))
+    for loc, given, resolved in paths:
+        if not resolved.is_relative_to(root):
+            yield problem(
+                loc,
+                f"'{given}' resolves to {resolved}, outside the repository ({root}); keep it "
+                "inside, or set allow_paths_outside: true at the top of the config",
+            )
+
+
+def repository_root(directory: Path) -> Path:
+    """The top of the git work tree that holds `directory` (found by its `.git`, without
+    running git), else `directory` itself: the paths of a config stay inside it."""
+    for candidate in (directory, *directory.parents):
+        if (candidate / ".git").exists():
+            return candidate
+    return directory
+
+
+def _dockerfile_problems(
+    problem: Callable[[Loc, str], str], project: Project, name: str, loc: Loc
+) -> Iterator[str]:
+    """The Dockerfile parsed as BuildKit would (syntax, FROM, the target stage)."""
+    image = project.image(name)
+    path = project.dockerfile(name)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        yield problem(loc, f"cannot read {path}: {exc}")
+        return
+    try:
+        model = parse_dockerfile(
+            text, path=str(path), build_args=image.args, named_contexts=tuple(image.contexts)
+        )
+    except DockerfileError as exc:
+        yield problem(loc, exc.message)
+        return
+    unknown = [i for s in model.stages for i in s.instructions if i.cmd not in KNOWN_COMMANDS]
+    if unknown and model.syntax is None:  # another frontend (`# syntax=`) may know more
+        close = difflib.get_close_matches(unknown[0].cmd, [*KNOWN_COMMANDS, "FROM"], n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        yield problem(loc, f"{path}:{unknown[0].line}: unknown instruction: {unknown[0].cmd}{hint}")
+        return
+    try:
+        model.target_stage(image.target)
+    except DockerfileError as exc:
+        yield problem(("images", name, "target"), f"{exc.problem} in {path}")
+
+
+def _file_problem(
+    problem: Callable[[Loc, str], str], loc: Loc, root: Path, name: str | None
+) -> Iterator[str]:
+    if name is not None and not (root / name).is_file():
+        yield problem(loc, f"file {root / name} does not exist")
 
 
 def _template_problem(

@@ -2,27 +2,46 @@
 
 from __future__ import annotations
 
+import os
+import re
 import signal
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from buildpilot import cachemounts
 from buildpilot.backend import Backend, BuildOutcome
 from buildpilot.console import Terminal
 from buildpilot.plan import BuildRequest, Plan
 from buildpilot.progress import ProgressTracker
-from buildpilot.results import ImageResult, Status
+from buildpilot.results import ImageResult, Status, StepTiming, Timeline
 
 Clock = Callable[[], datetime]
 # Builds mostly wait on BuildKit, which throttles steps itself; a few buildx clients at once
 # keep independent images overlapping without crowding two cores.
 DEFAULT_JOBS = 4
+# A push that failed on a transient registry error (5xx, a timeout, a reset connection) is
+# built again (from cache) up to this many times, after 1 s, 2 s, 4 s.
+PUSH_RETRIES = 3
+PUSH_BACKOFF = 1.0
+_PUSH_CONTEXT = re.compile(r"failed to push|pushing|exporting to image", re.IGNORECASE)
+_TRANSIENT = re.compile(
+    r"\b5\d\d [A-Z]|timeout|timed out|deadline exceeded|connection reset|broken pipe|"
+    r"unexpected EOF",
+    re.IGNORECASE,
+)
+_PUSH_FAILURE = re.compile(r"failed to push (\S+?): (?:.*: )?(.+)$")
+REDACTED = "***"
+MAX_SECRET_FILE = 1 << 20  # larger files are data, not credentials
+_M = TypeVar("_M", bound=BaseModel)
 
 
 def utcnow() -> datetime:
@@ -122,6 +141,7 @@ class _Scheduler:
             except KeyboardInterrupt:
                 self.interrupted = True
                 self.stop_reason = "not started: the run was interrupted"
+                self.tools.stop.set()
                 self.backend.interrupt()
                 continue
             for future in done:
@@ -217,6 +237,7 @@ class _Tools:
     terminal: Terminal
     clock: Clock
     injections: cachemounts.Injections
+    stop: threading.Event = field(default_factory=threading.Event)  # set on interrupt
 
 
 def _build(
@@ -231,14 +252,15 @@ def _build(
     )
     tracker = ProgressTracker()
     argv = request.argv(base_refs)
+    redact = Redactor(secret_values(request))
     terminal.image_started(request.image)
     started = clock()
 
     def on_status(status: dict[str, Any]) -> None:
         for step in tracker.feed(status):
-            terminal.step_completed(request.image, step)
+            terminal.step_completed(request.image, redact.model(step, StepTiming))
 
-    phases, warnings = [], []
+    phases, warnings, retries = [], [], []
     if request.persist_dir is not None:
         phase, problems = injections.inject(
             request.persist_mounts, request.persist_dir, base_refs, backend, builder=request.builder
@@ -246,6 +268,19 @@ def _build(
         phases += [phase] if phase else []
         warnings += problems
     outcome = backend.build(argv, on_status=on_status)
+    for attempt in range(1, PUSH_RETRIES + 1):
+        cause = _transient_push_error(request, outcome, tracker.timeline())
+        if cause is None:
+            break
+        delay = PUSH_BACKOFF * 2 ** (attempt - 1)
+        note = f"push failed ({cause}); retry {attempt}/{PUSH_RETRIES} in {delay:g}s"
+        retries.append(f"{request.image}: {note}")
+        terminal.warn(redact.text(retries[-1]))
+        if tools.stop.wait(delay):
+            outcome = replace(outcome, interrupted=True)
+            break
+        tracker = ProgressTracker()
+        outcome = backend.build(argv, on_status=on_status)
     if request.persist_dir is not None and outcome.returncode == 0:
         phase, problems = cachemounts.export(
             request.persist_mounts, request.persist_dir, base_refs, backend, builder=request.builder
@@ -256,12 +291,12 @@ def _build(
     timeline = tracker.timeline()
     if phases:
         timeline = timeline.model_copy(update={"phases": [*timeline.phases, *phases]})
-    status, reason = _status(outcome, timeline.failed_step)
+    status, reason = _status(outcome, timeline)
     if (
         status is Status.SUCCESS
     ):  # errors BuildKit tolerated (a cache miss on import) are no failure
         timeline = timeline.model_copy(update={"failed_step": None, "log_tail": []})
-    warnings = [f"{request.image}: {w}" for w in warnings]
+    warnings = [*retries, *(f"{request.image}: {w}" for w in warnings)]
     if timeline.cache_export_failed:
         refs = ", ".join(r.split("ref=", 1)[-1].split(",", 1)[0] for r in request.cache.cache_to)
         warnings.append(f"{request.image}: cache export to {refs} failed; the image itself is fine")
@@ -281,18 +316,113 @@ def _build(
         command=["docker", *argv],
         warnings=warnings,
     )
-    for warning in warnings:
+    result = redact.model(result, ImageResult)
+    for warning in result.warnings[len(retries) :]:  # retries were shown as they came
         terminal.warn(warning)
     terminal.image_finished(result)
     return result, pinned
 
 
-def _status(outcome: BuildOutcome, failed_step: str | None) -> tuple[Status, str | None]:
+def _status(outcome: BuildOutcome, timeline: Timeline) -> tuple[Status, str | None]:
     if outcome.interrupted:
         return Status.INTERRUPTED, "interrupted"
     if outcome.returncode != 0:
-        return Status.FAILED, f"step failed: {failed_step}" if failed_step else None
+        return Status.FAILED, _failure_reason(timeline)
     return Status.SUCCESS, None
+
+
+def _failure_reason(timeline: Timeline) -> str | None:
+    """`step failed: <step>` for a Dockerfile step (its log tail says why); a phase such as
+    the push names what failed and the registry's answer, e.g. `push of host/a:1 failed: 503
+    Service Unavailable`."""
+    step = next((s for s in timeline.steps if s.name == timeline.failed_step), None)
+    if step is None:
+        return None
+    if step.stage is not None or not step.error:
+        return f"step failed: {step.name}"
+    push = _PUSH_FAILURE.search(step.error)
+    if push is not None:
+        return f"push of {push.group(1)} failed: {push.group(2)}"
+    return f"{step.name} failed: {step.error}"
+
+
+def _transient_push_error(
+    request: BuildRequest, outcome: BuildOutcome, timeline: Timeline
+) -> str | None:
+    """The registry's answer when a push failed on what may pass (5xx, timeout, reset)."""
+    if request.output == "load" or outcome.returncode == 0 or outcome.interrupted:
+        return None
+    step = next((s for s in timeline.steps if s.name == timeline.failed_step), None)
+    if step is not None and step.stage is not None:
+        return None  # a Dockerfile step failed: building again would fail again
+    texts = [step.error or ""] if step is not None else []
+    texts += [line for line in outcome.text_lines if line.startswith("ERROR")]
+    for text in texts:
+        if _PUSH_CONTEXT.search(text) and _TRANSIENT.search(text):
+            push = _PUSH_FAILURE.search(text)
+            return push.group(2) if push else text.removeprefix("ERROR: ").strip()
+    return None
+
+
+def secret_values(request: BuildRequest, env: Mapping[str, str] | None = None) -> list[str]:
+    """The values of the request's secrets (files and environment variables) and the
+    contents of its SSH key files: what must never be shown or recorded."""
+    env = os.environ if env is None else env
+    values: list[str] = []
+    for spec in request.secrets:
+        options = dict(part.partition("=")[::2] for part in spec.split(","))
+        if "env" in options:
+            values.append(env.get(options["env"], ""))
+        elif "src" in options:
+            values.append(_read_small(Path(options["src"])))
+    for spec in request.ssh:
+        paths = spec.partition("=")[2]
+        values += [_read_small(Path(p)) for p in paths.split(",") if p]
+    return values
+
+
+def _read_small(path: Path) -> str:
+    try:
+        if path.stat().st_size > MAX_SECRET_FILE:
+            return ""
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+class Redactor:
+    """Replaces secret values, and each line of a multi-line one, with `***`."""
+
+    def __init__(self, values: Sequence[str]) -> None:
+        pieces = {v.strip() for v in values if len(v.strip()) >= 4}
+        pieces |= {
+            line.strip() for v in values for line in v.splitlines() if len(line.strip()) >= 8
+        }
+        self.pieces = sorted(pieces, key=len, reverse=True)  # longest first
+
+    def text(self, text: str) -> str:
+        """`text` with every secret piece replaced."""
+        for piece in self.pieces:
+            if piece in text:
+                text = text.replace(piece, REDACTED)
+        return text
+
+    def model(self, value: _M, kind: type[_M]) -> _M:
+        """A pydantic record with every secret piece replaced in its strings."""
+        if not self.pieces:
+            return value
+        data = value.model_dump()
+        clean = self._scrub(data)
+        return value if clean == data else kind.model_validate(clean)
+
+    def _scrub(self, data: Any) -> Any:
+        if isinstance(data, str):
+            return self.text(data)
+        if isinstance(data, dict):
+            return {key: self._scrub(item) for key, item in data.items()}
+        if isinstance(data, list):
+            return [self._scrub(item) for item in data]
+        return data
 
 
 def _error_text(outcome: BuildOutcome) -> str:

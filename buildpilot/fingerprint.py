@@ -2,11 +2,11 @@
 
 An image's fingerprint covers its Dockerfile's instructions (the stages its target builds),
 the content and mode of every context file those instructions read (after the ignore file),
-its args, target, platforms, labels, the ids of its secrets and SSH mounts (never values),
-and the fingerprints of the images it is built on. File hashes come from the git index
-where the working copy is clean; only dirty and untracked files are hashed here, with git's
-own blob hash, so both kinds compare alike. The result does not depend on commits, branches
-or clone depth.
+its args (with the mirror args it gets), target, platforms, labels, the ids of its secrets
+and SSH mounts (never values), and the fingerprints of the images it is built on. File
+hashes come from the git index where the working copy is clean; only dirty and untracked
+files are hashed here, with git's own blob hash, so both kinds compare alike. The result
+does not depend on commits, branches or clone depth.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from buildpilot.dockerfile import DockerfileModel, parse_dockerfile
 from buildpilot.errors import GitError
 from buildpilot.git import dirty_files, toplevel, tracked_blobs
 from buildpilot.ignore import IgnoreMatcher, ignore_file_for, source_reads
+from buildpilot.mirrors import mirror_inputs
 
 VERSION = "1"  # bump when what goes into a fingerprint changes
 
@@ -133,16 +134,17 @@ def _fingerprint(
             if any(source_reads(p, rel) for p in patterns) and not matcher.ignored(rel)
         ]
         files[context_name] = [(rel, *index.entry(directory, rel)) for rel in read]
+    mirrors = mirror_inputs(project, name, model)  # build args like any other
     payload: dict[str, Any] = {
         "version": VERSION,
         "instructions": instructions,
         "files": files,
-        "args": dict(sorted(image.args.items())),
+        "args": dict(sorted({**mirrors.args, **image.args}.items())),
         "target": image.target,
         "platforms": image.platforms,
         "labels": dict(sorted(image.labels.items())),
         "contexts": dict(sorted(image.contexts.items())),
-        "secrets": sorted(s.id for s in image.secrets),
+        "secrets": sorted([*(s.id for s in image.secrets), *mirrors.secret_ids]),
         "ssh": sorted(s.split("=", 1)[0] for s in image.ssh),
         "attestations": project.config.attestations,
         "dependencies": deps,

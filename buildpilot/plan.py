@@ -13,6 +13,7 @@ from buildpilot.cachemounts import PersistedMount
 from buildpilot.config import Project
 from buildpilot.errors import ConfigError
 from buildpilot.fingerprint import Fingerprint
+from buildpilot.mirrors import mirror_inputs
 
 Output = Literal["load", "push", "digest"]  # digest: pushed by digest only, under no tag
 LABEL_IMAGE = "dev.buildpilot.image"
@@ -156,6 +157,7 @@ def _request(project: Project, name: str, options: BuildOptions) -> BuildRequest
         "branch": slug(options.branch),
     }
     tags = tuple(_render_tag(project, name, t, fields) for t in image.tags)
+    mirrors = mirror_inputs(project, name)
     return BuildRequest(
         image=name,
         repository=f"{config.registry}/{name}",
@@ -165,7 +167,7 @@ def _request(project: Project, name: str, options: BuildOptions) -> BuildRequest
         output=options.output,
         tags=tags,
         target=image.target,
-        args=dict(image.args),
+        args={**mirrors.args, **image.args},
         labels={**image.labels, LABEL_IMAGE: name},
         platforms=tuple(image.platforms),
         ssh=tuple(image.ssh),
@@ -174,7 +176,8 @@ def _request(project: Project, name: str, options: BuildOptions) -> BuildRequest
             if s.src
             else f"id={s.id},env={s.env}"
             for s in image.secrets
-        ),
+        )
+        + mirrors.secrets,
         named_contexts={
             key: _resolve_context(project, value)
             for key, value in image.contexts.items()

@@ -339,14 +339,24 @@ def _stage_timings(steps: list[StepTiming]) -> list[StageTiming]:
 
 
 def _failed_index(steps: list[StepTiming]) -> int | None:
-    """Which step to blame: first Dockerfile step with a real error, else first error at all."""
+    """Which step to blame: first Dockerfile step with a real error, else the first phase
+    whose error BuildKit does not tolerate (a failed cache import never fails a build: a
+    push that failed after one is what to blame), else first error at all."""
     errored = [i for i, s in enumerate(steps) if s.error]
+    tolerated = {i for i in errored if classify_phase(steps[i].name) == "cache-import"}
     real = [
         i
         for i in errored
         if steps[i].stage is not None and not is_cancellation(steps[i].error or "")
     ]
-    candidates = real or errored
+    phases = [
+        i
+        for i in errored
+        if steps[i].stage is None
+        and i not in tolerated
+        and not is_cancellation(steps[i].error or "")
+    ]
+    candidates = real or phases or [i for i in errored if i not in tolerated]
     return candidates[0] if candidates else None
 
 

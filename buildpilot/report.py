@@ -29,6 +29,7 @@ from buildpilot.results import (
     Timeline,
 )
 from buildpilot.selection import Forecast
+from buildpilot.size_report import size_view
 
 if TYPE_CHECKING:
     from buildpilot.release import ReleaseManifest
@@ -179,6 +180,8 @@ def image_detail(image: ImageResult) -> list[RenderableType]:
     parts.extend(_failure(timeline))
     if image.prediction is not None:
         parts.extend(_prediction(image.prediction))
+    if image.size is not None:
+        parts.extend(size_view(image.size))
     return parts
 
 

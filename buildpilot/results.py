@@ -7,6 +7,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
+from buildpilot.size import ImageSize
+
 
 class Status(enum.StrEnum):
     """The outcome of one image in a run."""
@@ -112,6 +114,7 @@ class ImageResult(_Record):
     warnings: list[str] = []
     fingerprint: str | None = None
     prediction: PredictionCheck | None = None
+    size: ImageSize | None = None  # measured for images with a size budget, or `--size`
 
     @property
     def steps_total(self) -> int:

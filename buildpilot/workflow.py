@@ -35,6 +35,7 @@ from buildpilot.plan import (
 from buildpilot.results import ImageResult, RunResult, Status
 from buildpilot.runs import new_run_id, save_run
 from buildpilot.selection import Action, Decision, Forecast, decide
+from buildpilot.sizing import check_sizes
 
 FALLBACK_BRANCH = "main"
 
@@ -55,6 +56,7 @@ class BuildSettings:
     write_cache: bool = True
     since: str | None = None
     skip_existing: bool = False
+    size: bool = False  # measure every built image, not only those with a size budget
 
 
 @dataclass(frozen=True)
@@ -287,12 +289,17 @@ def run_build(
             clock=clock,
         )
     built = {image.name: image for image in execution.images}
+    images = [_checked(built.get(name) or skipped[name], prepared) for name in plan.order]
+    if not execution.interrupted:
+        images = check_sizes(
+            project, images, backend=backend, terminal=terminal, every=settings.size
+        )
     run = RunResult(
         id=new_run_id(started),
         started=started,
         completed=clock(),
         config=str(project.path),
-        images=[_checked(built.get(name) or skipped[name], prepared) for name in plan.order],
+        images=images,
         interrupted=execution.interrupted,
         branch=branch,
         commit=git.sha,

@@ -45,6 +45,10 @@ def load_yaml(text: str, path: Path) -> YamlSource:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         problem = exc.problem or str(exc)
+        if exc.context and exc.problem:  # "while scanning a quoted scalar (line 3): found …"
+            start = exc.context_mark
+            where = f" (line {start.line + 1})" if start and start.line + 1 != line else ""
+            problem = f"{exc.context}{where}: {exc.problem}"
         if "\t" in text and "found character '\\t'" in str(exc):
             problem = "tabs are not allowed for indentation in YAML; use spaces"
         raise YamlError(problem, line) from None

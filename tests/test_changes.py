@@ -293,3 +293,21 @@ def test_a_config_only_change_rebuilds_the_image_from_cache(repo: Path) -> None:
     assert all(step["cached"] for step in tts["steps"])  # BuildKit reruns nothing
     assert tts["reasons"][0]["detail"] == "image config changed (every step cached)"
     assert tts["reasons"][0]["line"] == 3
+
+
+def test_a_mirror_change_affects_the_images_that_declare_its_arg(repo: Path) -> None:
+    config = json.loads(json.dumps(CONFIG))
+    config["mirrors"] = {"pip_index_url": "https://mirror-a.example/simple"}
+    write_tree(
+        repo,
+        {
+            "buildpilot.yaml": config,
+            "services/tts/Dockerfile": "FROM base\nARG PIP_INDEX_URL\nRUN pip install -i $PIP_INDEX_URL x\n",
+        },
+    )
+    commit(repo)
+    config["mirrors"] = {"pip_index_url": "https://mirror-b.example/simple"}
+    write_tree(repo, {"buildpilot.yaml": config})
+    data = plan(repo)
+    assert affected(data) == {"tts"}  # stt declares no PIP_INDEX_URL
+    assert first_miss(data, "tts") == {"stage-0": (3, "RUN pip install -i $PIP_INDEX_URL x")}

@@ -36,7 +36,7 @@ images:
 
 FILES = {
     "images/base/Dockerfile": "FROM scratch\n",
-    "services/stt/Dockerfile": "FROM base\n",
+    "services/stt/Dockerfile": "FROM base AS runtime\n",
     "certs/ca.crt": "x",
 }
 

@@ -140,8 +140,10 @@ def test_push_reaches_dependents_through_registry_by_digest(repo: Repo, namespac
     code, output = repo.buildpilot("build", "stt", "--push")
     assert code == 0, output
     run = images(repo.last_run().images)
-    assert registry_tags(f"{namespace}/base") == ["latest"]
-    assert registry_tags(f"{namespace}/stt") == ["latest"]
+    for name in ("base", "stt"):  # the tag asked for, and the fingerprint tag for reuse
+        tags = registry_tags(f"{namespace}/{name}")
+        assert "latest" in tags
+        assert [t for t in tags if t != "latest"] == [f"fp-{run[name].fingerprint[:32]}"]
     pinned = f"base=docker-image://{namespace}/base@{run['base'].digest}"
     assert pinned in run["stt"].command
     # Pushing again with nothing changed keeps the dependent fully cached.

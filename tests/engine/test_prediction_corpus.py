@@ -15,10 +15,16 @@ another scenario (or from an earlier run of this file), and then:
    affected set is exactly BuildKit's, and that no step BuildKit rebuilt was predicted
    cached (steps matched per stage, the last k BuildKit steps against buildpilot's k).
 
-The scenarios run concurrently (`BUILDPILOT_CORPUS_JOBS`, default 3) in one module fixture;
-each scenario's two tests then read its outcome. `test_truth_*` checks that BuildKit does
-what the scenario claims (so the corpus cannot pass vacuously, e.g. with a broken nonce);
-`test_plan_*` checks buildpilot against BuildKit, whatever the scenario claims.
+Leaf images only fill the build cache (`--output type=cacheonly`); bases are loaded
+untagged and tagged `sha256-<hex>`, and those tags are removed when the scenario ends.
+A scenario whose cache another process pruned meanwhile (`docker buildx prune` in another
+test) is detected by re-checking its base and run again with a new nonce.
+
+The scenarios run concurrently (`BUILDPILOT_CORPUS_JOBS` at a time, default 3) in one
+module fixture; each scenario's two tests then read its outcome. `test_truth[<scenario>]`
+checks that BuildKit rebuilt what the scenario claims to exercise (so the corpus cannot
+pass vacuously, e.g. with a broken nonce); `test_plan[<scenario>]` checks buildpilot
+against BuildKit, whatever the scenario claims.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import sys
 import tempfile
 import threading
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,11 +52,14 @@ from tests.engine.conftest import REGISTRY
 
 CORPUS = Path(__file__).parents[1] / "data" / "corpus" / "monorepo"
 PROJECT_ROOT = Path(__file__).parents[2]
-JOBS = int(os.environ.get("BUILDPILOT_CORPUS_JOBS", "3"))
+JOBS = int(os.environ.get("BUILDPILOT_CORPUS_JOBS", "3"))  # scenarios at a time
 IMAGE_PREFIX = "image:"
 ATTEMPTS = 3  # a scenario whose build cache another process pruned is run again
 
 Mode = Literal["commit", "staged", "unstaged", "untracked"]
+
+# The whole corpus runs in the first test's setup: more than pytest-timeout's default.
+pytestmark = pytest.mark.timeout(1800)
 
 
 # --------------------------------------------------------------------------- fixture repo
@@ -94,7 +103,7 @@ class Fixture:
         self.nonce = secrets.token_hex(8)
         self.registry = f"{REGISTRY}/corpus-{self.nonce}"
         self.config = base_config(self.registry)
-        self.refs: list[str] = []  # every local tag the builds made
+        self.refs: set[str] = set()  # the local tags of its loaded images
         shutil.copytree(CORPUS, root, ignore=shutil.ignore_patterns("__pycache__"))
         base = root / "images/base"
         dockerfile = base / "Dockerfile"
@@ -266,8 +275,7 @@ def build_image(fixture: Fixture, name: str, pinned: Mapping[str, str], *, load:
     where its dependents find it by a digest tag; other images only fill the build cache."""
     with tempfile.TemporaryDirectory(prefix="corpus-") as tmp:
         metadata = Path(tmp) / "metadata.json"
-        tag = f"{fixture.registry}/{name}:latest"
-        output = ["--load", "--tag", tag] if load else ["--output", "type=cacheonly"]
+        output = ["--load"] if load else ["--output", "type=cacheonly"]
         argv = build_argv(fixture.root, fixture.image(name), pinned, output)
         done = subprocess.run(
             [*argv, "--metadata-file", str(metadata)],
@@ -284,7 +292,7 @@ def build_image(fixture: Fixture, name: str, pinned: Mapping[str, str], *, load:
         assert digest, f"{' '.join(argv)} wrote no containerimage.digest"
         ref = f"{fixture.registry}/{name}:{digest.replace(':', '-')}"
         subprocess.run(["docker", "tag", digest, ref], check=True, capture_output=True)
-        fixture.refs += [tag, ref]
+        fixture.refs.add(ref)
         digest = ref
     return Build(image=name, ref=digest, steps=steps_of(done.stderr))
 
@@ -523,13 +531,6 @@ def _ignore_edit_without_effect(f: Fixture) -> None:
     f.append("services/web/.dockerignore", "*.swp\n")
 
 
-@scenario("ignored_markdown_edit", [])
-def _ignored_markdown_edit(f: Fixture) -> None:
-    """services/worker/README.md is under a COPY'd folder, but every ignore file drops *.md."""
-    f.append("services/worker/README.md", "\nSee docs/.\n")
-    f.append("services/api/README.md", "\nSee docs/.\n")
-
-
 @scenario("unread_context_files", [])
 def _unread_context_files(f: Fixture) -> None:
     """Files in a build context that no COPY/ADD/mount reads."""
@@ -603,9 +604,11 @@ def _untracked_file_in_copied_dir(f: Fixture) -> None:
     f.write("services/web/static/new.css", "h1 { color: red; }\n")
 
 
-@scenario("untracked_file_ignored", [], mode="untracked")
-def _untracked_file_ignored(f: Fixture) -> None:
-    """A new untracked file under `COPY services/api/`, excluded by api's ignore file."""
+@scenario("ignored_files_on_disk", [], mode="unstaged")
+def _ignored_files_on_disk(f: Fixture) -> None:
+    """Unstaged and untracked files under COPY'd folders that the ignore files drop: a
+    README (`**/*.md`) and a new file under services/api/local/ (api's own ignore file)."""
+    f.append("services/worker/README.md", "\nSee docs/.\n")
     f.write("services/api/local/dev.env", "API_ENV=dev\n")
 
 
@@ -672,12 +675,6 @@ def _other_images_context_dir(f: Fixture) -> None:
     f.write("services/gateway/config.yaml", 'listen: ":8080"\nupstreams: [api, web]\n')
 
 
-@scenario("base_dockerfile_new_step", ["base", "api", "worker", "gateway", "web", "admin"])
-def _base_dockerfile_new_step(f: Fixture) -> None:
-    """A step added at the end of the base's Dockerfile."""
-    f.append("images/base/Dockerfile", "RUN echo shop > /etc/hostname\n")
-
-
 @scenario("dependent_of_dependent", ["admin"])
 def _dependent_of_dependent(f: Fixture) -> None:
     """admin's own file: admin only, not the api it is built FROM."""
@@ -706,7 +703,6 @@ class Outcome:
     plan: dict[str, Any] | None = None
     plan_problem: str = ""
     error: str = ""
-    refs: list[str] = field(default_factory=list)  # local image tags to remove afterwards
 
     def truth(self, names: Iterable[str] | None = None) -> str:
         """BuildKit's AFTER steps of these images (default all), stage by stage."""
@@ -750,9 +746,8 @@ def run_scenario(case: Scenario, root: Path, pool: ThreadPoolExecutor) -> Outcom
     """BEFORE, change, AFTER, plan; again with a new nonce if the cache was pruned meanwhile."""
     outcome = Outcome(case)
     for attempt in range(1, ATTEMPTS + 1):
-        outcome = Outcome(case, refs=outcome.refs)
+        outcome = Outcome(case)
         fixture = Fixture(root / f"attempt-{attempt}")
-        fixture.refs = outcome.refs
         try:
             since = fixture.commit("before")
             outcome.before = build_all(fixture, pool)
@@ -765,24 +760,35 @@ def run_scenario(case: Scenario, root: Path, pool: ThreadPoolExecutor) -> Outcom
             outcome.plan, outcome.plan_problem = run_plan(fixture, since)
         except Exception:  # noqa: BLE001 - reported by the scenario's own tests
             outcome.error = traceback.format_exc()
+        finally:
+            remove_images(fixture.refs)
         return outcome
     return outcome
+
+
+def remove_images(refs: Iterable[str]) -> None:
+    """Best effort: drop the scenario's loaded images (BuildKit's cache stays)."""
+    if refs:
+        subprocess.run(
+            ["docker", "image", "rm", "--force", *refs], capture_output=True, check=False
+        )
 
 
 def selected_scenarios(request: pytest.FixtureRequest) -> list[Scenario]:
     """The scenarios whose tests this session runs (after -k and friends)."""
     names: set[str] = set()
     for item in request.session.items:
-        callspec = getattr(item, "callspec", None)
-        if item.module is request.module and callspec is not None and "case" in callspec.params:
-            names.add(callspec.params["case"].name)
+        if isinstance(item, pytest.Function) and item.module is request.module:
+            case = item.callspec.params.get("case") if hasattr(item, "callspec") else None
+            if isinstance(case, Scenario):
+                names.add(case.name)
     return [case for case in SCENARIOS if case.name in names]
 
 
 @pytest.fixture(scope="module")
 def corpus(
     engine: None, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, Outcome]]:
+) -> dict[str, Outcome]:
     cases = selected_scenarios(request)
     roots = {case.name: tmp_path_factory.mktemp(case.name) for case in cases}
     lock = threading.Lock()
@@ -795,15 +801,7 @@ def corpus(
                 outcomes[case.name] = outcome
 
         list(runs.map(run, cases))
-    yield outcomes
-    # Best effort: the tags of every image the corpus loaded (BuildKit's cache stays).
-    refs = sorted({ref for outcome in outcomes.values() for ref in outcome.refs})
-    for start in range(0, len(refs), 100):
-        subprocess.run(
-            ["docker", "image", "rm", "--force", *refs[start : start + 100]],
-            capture_output=True,
-            check=False,
-        )
+    return outcomes
 
 
 def headline(outcome: Outcome) -> str:

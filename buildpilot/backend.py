@@ -142,14 +142,17 @@ class DockerBackend:
         except DockerException as exc:
             raise EngineError(
                 "The Docker engine does not answer: " + _last_line(exc),
-                hint="Start it (`systemctl start docker`, or `dockerd &`), or point DOCKER_HOST "
-                "at a running one. " + SETUP_HINT,
+                hint=_engine_hint(_last_line(exc)),
             ) from None
         try:
             self._client.buildx.version()
-        except DockerException:
+        except DockerException as exc:
+            problem = _last_line(exc)
+            missing = "is not a docker command" in problem or "unknown command" in problem
             raise EngineError(
-                "docker buildx is not installed, and buildpilot builds through it.",
+                "docker buildx is not installed, and buildpilot builds through it."
+                if missing
+                else f"docker buildx is installed but does not work: {problem}",
                 hint="Install the buildx plugin (Debian: `apt-get install docker-buildx`). "
                 + SETUP_HINT,
             ) from None
@@ -352,6 +355,25 @@ def _read_json(path: Path) -> dict[str, Any]:
 def _version_tuple(text: str) -> tuple[int, ...]:
     match = re.search(r"v?(\d+)\.(\d+)", text)
     return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+
+
+def _engine_hint(problem: str) -> str:
+    """What to run when the engine does not answer, by what the docker CLI said."""
+    if "permission denied" in problem:
+        return (
+            "Your user may not use the engine's socket: add it to the docker group "
+            "(`sudo usermod -aG docker $USER`, then log in again), or run buildpilot as a user "
+            "that may."
+        )
+    if "context not found" in problem or "resolve docker endpoint" in problem:
+        return (
+            "DOCKER_CONTEXT, or the current docker context, names no context that exists: "
+            "see `docker context ls`, then `docker context use default` or unset DOCKER_CONTEXT."
+        )
+    return (
+        "Start it (`systemctl start docker`, or `dockerd &`), or point DOCKER_HOST at a "
+        "running one. " + SETUP_HINT
+    )
 
 
 def _last_line(exc: DockerException) -> str:

@@ -331,6 +331,9 @@ class _StagePredictor:
         self.image = image
         self.model = model
         self.old_model = old_model
+        assert sides.old_config is not None or old_model is None  # noqa: S101
+        old_target = sides.old_config.images[name].target if sides.old_config is not None else None
+        self.old_built = _built_stages(old_model, old_target)
         self.dockerfile = dockerfile_rel
         self.done = done
         self.stage_reasons: dict[
@@ -378,7 +381,7 @@ class _StagePredictor:
 
         old = self._old_stage(stage)
         if old is None:
-            return [reason(self.dockerfile, "new stage")]
+            return [reason(self.dockerfile, "new stage, or one the old target did not build")]
         if old.key != stage.key:
             return [reason(self.dockerfile, "FROM changed")]
         if stage.base_kind == "stage" and stage.base_stage is not None:
@@ -398,15 +401,21 @@ class _StagePredictor:
         return [reason(r.file, f"image {image} rebuilt") for r in self.done[image].reasons[:5]]
 
     def _old_stage(self, stage: Stage) -> Stage | None:
+        """The stage as the old side built it; None when the old target did not build it."""
         if self.old_model is None:
             return None
-        if self.old_model is self.model:
-            return stage
-        return (
-            self.old_model.stage(stage.name)
-            if stage.name
-            else self.old_model.stage(str(stage.index))
+        old = (
+            stage
+            if self.old_model is self.model
+            else (
+                self.old_model.stage(stage.name)
+                if stage.name
+                else self.old_model.stage(str(stage.index))
+            )
         )
+        if old is None or old.index not in self.old_built:
+            return None
+        return old
 
     def _old_steps(self, stage: Stage) -> list[Instruction] | None:
         old = self._old_stage(stage)
@@ -503,6 +512,16 @@ class _StagePredictor:
                 detail = "now excluded by the ignore file" if now.ignored(rel) else "now included"
                 found.append(reason(self.sides.rel(path), detail))
         return found
+
+
+def _built_stages(model: DockerfileModel | None, target: str | None) -> set[int]:
+    """Indexes of the stages a build of `target` ran (none when it could not be built)."""
+    if model is None:
+        return set()
+    try:
+        return {stage.index for stage in model.needed_stages(target)}
+    except BuildpilotError:
+        return set()
 
 
 def _files_under(directory: Path) -> list[Path]:

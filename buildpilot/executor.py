@@ -28,7 +28,8 @@ Clock = Callable[[], datetime]
 # Builds mostly wait on BuildKit, which throttles steps itself; a few buildx clients at once
 # keep independent images overlapping without crowding two cores.
 DEFAULT_JOBS = 4
-# A push that failed on a transient registry error (5xx, a timeout, a reset connection) is
+# A push that failed on a transient registry error (5xx, a timeout, a reset connection), or
+# an export that lost a race for a tag in the local image store to a concurrent build, is
 # built again (from cache) up to this many times, after 1 s, 2 s, 4 s.
 PUSH_RETRIES = 3
 PUSH_BACKOFF = 1.0
@@ -39,6 +40,7 @@ _TRANSIENT = re.compile(
     re.IGNORECASE,
 )
 _PUSH_FAILURE = re.compile(r"failed to push (\S+?): (?:.*: )?(.+)$")
+_STORE_RACE = re.compile(r'image "[^"]+": already exists')
 REDACTED = "***"
 MAX_SECRET_FILE = 1 << 20  # larger files are data, not credentials
 _M = TypeVar("_M", bound=BaseModel)
@@ -139,6 +141,7 @@ class _Scheduler:
             try:
                 done, _ = wait(self.running, return_when=FIRST_COMPLETED)
             except KeyboardInterrupt:
+                _ignore_further_signals()
                 self.interrupted = True
                 self.stop_reason = "not started: the run was interrupted"
                 self.tools.stop.set()
@@ -269,11 +272,12 @@ def _build(
         warnings += problems
     outcome = backend.build(argv, on_status=on_status)
     for attempt in range(1, PUSH_RETRIES + 1):
-        cause = _transient_push_error(request, outcome, tracker.timeline())
-        if cause is None:
+        transient = _transient_error(request, outcome, tracker.timeline())
+        if transient is None:
             break
         delay = PUSH_BACKOFF * 2 ** (attempt - 1)
-        note = f"push failed ({cause}); retry {attempt}/{PUSH_RETRIES} in {delay:g}s"
+        what, cause = transient
+        note = f"{what} failed ({cause}); retry {attempt}/{PUSH_RETRIES} in {delay:g}s"
         retries.append(f"{request.image}: {note}")
         terminal.warn(redact.text(retries[-1]))
         if tools.stop.wait(delay):
@@ -346,11 +350,12 @@ def _failure_reason(timeline: Timeline) -> str | None:
     return f"{step.name} failed: {step.error}"
 
 
-def _transient_push_error(
+def _transient_error(
     request: BuildRequest, outcome: BuildOutcome, timeline: Timeline
-) -> str | None:
-    """The registry's answer when a push failed on what may pass (5xx, timeout, reset)."""
-    if request.output == "load" or outcome.returncode == 0 or outcome.interrupted:
+) -> tuple[str, str] | None:
+    """(what, why) when a build failed on what may pass: a push on the registry's 5xx, a
+    timeout or a reset; an export on a tag another build stored at the same moment."""
+    if outcome.returncode == 0 or outcome.interrupted:
         return None
     step = next((s for s in timeline.steps if s.name == timeline.failed_step), None)
     if step is not None and step.stage is not None:
@@ -358,9 +363,12 @@ def _transient_push_error(
     texts = [step.error or ""] if step is not None else []
     texts += [line for line in outcome.text_lines if line.startswith("ERROR")]
     for text in texts:
-        if _PUSH_CONTEXT.search(text) and _TRANSIENT.search(text):
+        race = _STORE_RACE.search(text)
+        if race is not None:
+            return "export", f"{race.group(0)}: another build stored it at the same moment"
+        if request.output != "load" and _PUSH_CONTEXT.search(text) and _TRANSIENT.search(text):
             push = _PUSH_FAILURE.search(text)
-            return push.group(2) if push else text.removeprefix("ERROR: ").strip()
+            return "push", push.group(2) if push else text.removeprefix("ERROR: ").strip()
     return None
 
 
@@ -462,8 +470,23 @@ def _signals_interrupt() -> Iterator[None]:
     def handler(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
+    previous_int = signal.getsignal(signal.SIGINT)
     previous = signal.signal(signal.SIGTERM, handler)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        interrupted = ignored and previous_int is not signal.SIG_IGN
+        # Once interrupted, signals stay ignored: the run is recorded and the process ends.
+        if not interrupted:
+            signal.signal(signal.SIGTERM, previous)
+            if previous_int is not None:  # None: not installed from Python
+                signal.signal(signal.SIGINT, previous_int)
+
+
+def _ignore_further_signals() -> None:
+    """After the first interrupt, an impatient second Ctrl-C (or SIGTERM) must not cut
+    short the ending of the builds and the recording of the run."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -110,6 +110,18 @@ def test_a_timeout_is_retried_until_the_push_goes_through() -> None:
     ] * 2
 
 
+def test_an_export_that_lost_a_race_for_its_tag_is_built_again() -> None:
+    race = 'ERROR: failed to solve: image "localhost:5999/x/a:latest": already exists'
+    backend = FailingBackend(race, failures=1)
+    image, _ = run(backend, "load")
+    assert backend.builds == 2
+    assert image.status is Status.SUCCESS
+    assert image.warnings == [
+        'a: export failed (image "localhost:5999/x/a:latest": already exists: another build '
+        "stored it at the same moment); retry 1/3 in 0.001s"
+    ]
+
+
 @pytest.mark.parametrize(
     ("error", "output"),
     [(PUSH_403, "push"), (STEP_FAILED, "push"), (PUSH_503, "load")],

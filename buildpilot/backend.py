@@ -321,8 +321,14 @@ class DockerBackend:
             return process
 
 
-def _capture(command: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command, capture_output=True, text=True, check=False, timeout=60)
+def _capture(command: list[str], *, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run a short docker command; one that hangs (an engine that stopped answering) ends
+    as a failure with a message, not an exception."""
+    try:
+        return subprocess.run(command, capture_output=True, text=True, check=False, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        message = f"`{' '.join(command[:3])}` did not answer within {timeout:.0f} s"
+        return subprocess.CompletedProcess(command, 124, "", message)
 
 
 def _field(text: str, name: str) -> str:

@@ -323,7 +323,6 @@ def _build(
     result = redact.model(result, ImageResult)
     for warning in result.warnings[len(retries) :]:  # retries were shown as they came
         terminal.warn(warning)
-    terminal.image_finished(result)
     return result, pinned
 
 

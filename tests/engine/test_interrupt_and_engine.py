@@ -62,7 +62,10 @@ def test_interrupt_ends_every_build_and_records_the_run(
     process = start(repo, "build", "--jobs", "2")
     try:
         deadline = time.monotonic() + 60
-        while len(buildx_processes(namespace)) < 2:
+        while not all(
+            any(f"{namespace}/{name}:" in line for line in buildx_processes(namespace))
+            for name in ("one", "two")
+        ):
             assert time.monotonic() < deadline, "the two slow builds never started"
             time.sleep(0.2)
         time.sleep(1)

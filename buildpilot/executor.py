@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from types import FrameType
-from typing import Any, TypeVar
-
-from pydantic import BaseModel
+from typing import Any
 
 from buildpilot import cachemounts
 from buildpilot.backend import Backend, BuildOutcome
 from buildpilot.console import Terminal
 from buildpilot.plan import BuildRequest, Plan
 from buildpilot.progress import ProgressTracker
+from buildpilot.redact import Redactor, secret_values
 from buildpilot.results import ImageResult, Status, StepTiming, Timeline
 
 Clock = Callable[[], datetime]
@@ -41,9 +38,6 @@ _TRANSIENT = re.compile(
 )
 _PUSH_FAILURE = re.compile(r"failed to push (\S+?): (?:.*: )?(.+)$")
 _STORE_RACE = re.compile(r'image "[^"]+": already exists')
-REDACTED = "***"
-MAX_SECRET_FILE = 1 << 20  # larger files are data, not credentials
-_M = TypeVar("_M", bound=BaseModel)
 
 
 def utcnow() -> datetime:
@@ -369,67 +363,6 @@ def _transient_error(
             push = _PUSH_FAILURE.search(text)
             return "push", push.group(2) if push else text.removeprefix("ERROR: ").strip()
     return None
-
-
-def secret_values(request: BuildRequest, env: Mapping[str, str] | None = None) -> list[str]:
-    """The values of the request's secrets (files and environment variables) and the
-    contents of its SSH key files: what must never be shown or recorded."""
-    env = os.environ if env is None else env
-    values: list[str] = []
-    for spec in request.secrets:
-        options = dict(part.partition("=")[::2] for part in spec.split(","))
-        if "env" in options:
-            values.append(env.get(options["env"], ""))
-        elif "src" in options:
-            values.append(_read_small(Path(options["src"])))
-    for spec in request.ssh:
-        paths = spec.partition("=")[2]
-        values += [_read_small(Path(p)) for p in paths.split(",") if p]
-    return values
-
-
-def _read_small(path: Path) -> str:
-    try:
-        if path.stat().st_size > MAX_SECRET_FILE:
-            return ""
-        return path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
-
-
-class Redactor:
-    """Replaces secret values, and each line of a multi-line one, with `***`."""
-
-    def __init__(self, values: Sequence[str]) -> None:
-        pieces = {v.strip() for v in values if len(v.strip()) >= 4}
-        pieces |= {
-            line.strip() for v in values for line in v.splitlines() if len(line.strip()) >= 8
-        }
-        self.pieces = sorted(pieces, key=len, reverse=True)  # longest first
-
-    def text(self, text: str) -> str:
-        """`text` with every secret piece replaced."""
-        for piece in self.pieces:
-            if piece in text:
-                text = text.replace(piece, REDACTED)
-        return text
-
-    def model(self, value: _M, kind: type[_M]) -> _M:
-        """A pydantic record with every secret piece replaced in its strings."""
-        if not self.pieces:
-            return value
-        data = value.model_dump()
-        clean = self._scrub(data)
-        return value if clean == data else kind.model_validate(clean)
-
-    def _scrub(self, data: Any) -> Any:
-        if isinstance(data, str):
-            return self.text(data)
-        if isinstance(data, dict):
-            return {key: self._scrub(item) for key, item in data.items()}
-        if isinstance(data, list):
-            return [self._scrub(item) for item in data]
-        return data
 
 
 def _error_text(outcome: BuildOutcome) -> str:

@@ -1,0 +1,173 @@
+"""The scheduler against a fake backend: order, parallel limits, failures, speculation."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from buildpilot.backend import BuildOutcome, EngineInfo, StatusCallback
+from buildpilot.console import Terminal
+from buildpilot.executor import ExecuteOptions, execute
+from buildpilot.plan import BuildRequest, Plan
+from buildpilot.results import Status
+
+
+class FakeBackend:
+    """Builds take `delay` seconds; images in `failing` fail; digests are `sha256:<name><n>`."""
+
+    def __init__(
+        self,
+        *,
+        failing: Sequence[str] = (),
+        delay: float = 0.05,
+        digests: dict[str, str] | None = None,
+    ) -> None:
+        self.failing = set(failing)
+        self.delay = delay
+        self.digests = digests or {}
+        self.started: list[str] = []
+        self.argvs: dict[str, list[list[str]]] = {}
+        self.running = 0
+        self.most_running = 0
+        self.lock = threading.Lock()
+
+    def check(self, *, builder: str | None) -> EngineInfo:
+        return EngineInfo(buildx_version="v0.13.1", driver="docker")
+
+    def build(self, argv: Sequence[str], *, on_status: StatusCallback) -> BuildOutcome:
+        name = argv[argv.index("--tag") + 1].split("/")[-1].split(":")[0]
+        with self.lock:
+            self.started.append(name)
+            self.argvs.setdefault(name, []).append(list(argv))
+            self.running += 1
+            self.most_running = max(self.most_running, self.running)
+        time.sleep(self.delay)
+        with self.lock:
+            self.running -= 1
+        if name in self.failing:
+            return BuildOutcome(returncode=1, text_lines=[f"ERROR: {name} broke"])
+        digest = self.digests.get(name, f"sha256:{name}")
+        return BuildOutcome(returncode=0, metadata={"containerimage.digest": digest})
+
+    def tag(self, source: str, target: str) -> None:
+        pass
+
+    def find(self, ref: str, *, registry: bool) -> str | None:
+        return None
+
+    def retag_remote(self, source: str, tags: Sequence[str]) -> None:
+        pass
+
+    def interrupt(self) -> None:
+        pass
+
+
+def request(name: str, *bases: str) -> BuildRequest:
+    return BuildRequest(
+        image=name,
+        repository=f"r/{name}",
+        dependencies=bases,
+        context=Path("/ctx"),
+        dockerfile=Path("/ctx/Dockerfile"),
+        output="load",
+        tags=(f"r/{name}:latest",),
+        image_contexts={base: base for base in bases},
+    )
+
+
+def plan(*requests: BuildRequest, waves: list[list[str]]) -> Plan:
+    return Plan(requests={r.image: r for r in requests}, waves=waves)
+
+
+def terminal() -> Terminal:
+    return Terminal(plain=True, stream=io.StringIO(), err_stream=io.StringIO())
+
+
+DIAMOND = plan(
+    request("base"),
+    request("stt", "base"),
+    request("tts", "base"),
+    request("edge", "stt", "tts"),
+    waves=[["base"], ["stt", "tts"], ["edge"]],
+)
+
+
+def statuses(images: Any) -> dict[str, Status]:
+    return {i.name: i.status for i in images}
+
+
+def test_bases_first_and_dependents_pinned_to_what_was_built() -> None:
+    backend = FakeBackend()
+    result = execute(DIAMOND, backend, terminal(), ExecuteOptions(jobs=4))
+    assert statuses(result.images) == dict.fromkeys(["base", "stt", "tts", "edge"], Status.SUCCESS)
+    assert backend.started[0] == "base"
+    assert backend.started[-1] == "edge"
+    assert "base=docker-image://r/base:sha256-base" in backend.argvs["stt"][0]
+    assert backend.most_running == 2  # stt and tts together
+
+
+def test_jobs_limit_parallel_builds() -> None:
+    backend = FakeBackend()
+    execute(DIAMOND, backend, terminal(), ExecuteOptions(jobs=1))
+    assert backend.most_running == 1
+
+
+def test_a_failure_aborts_only_its_dependents() -> None:
+    backend = FakeBackend(failing=["stt"])
+    result = execute(DIAMOND, backend, terminal(), ExecuteOptions(jobs=4))
+    assert statuses(result.images) == {
+        "base": Status.SUCCESS,
+        "stt": Status.FAILED,
+        "tts": Status.SUCCESS,
+        "edge": Status.ABORTED,
+    }
+    edge = next(i for i in result.images if i.name == "edge")
+    assert edge.reason == "not built: dependency 'stt' failed"
+    assert "edge" not in backend.started
+
+
+def test_fail_fast_starts_nothing_more() -> None:
+    backend = FakeBackend(failing=["base"])
+    independent = plan(
+        request("base"), request("other"), request("late"), waves=[["base", "other", "late"]]
+    )
+    result = execute(independent, backend, terminal(), ExecuteOptions(jobs=1, fail_fast=True))
+    assert statuses(result.images)["base"] is Status.FAILED
+    assert backend.started == ["base"]
+    assert {i.reason for i in result.images if i.status is Status.ABORTED} == {
+        "not started: --fail-fast after base failed"
+    }
+
+
+def test_speculation_starts_dependents_at_once() -> None:
+    backend = FakeBackend(delay=0.2)
+    result = execute(
+        DIAMOND,
+        backend,
+        terminal(),
+        ExecuteOptions(jobs=4),
+        speculative={"base": "r/base:sha256-base"},
+    )
+    assert statuses(result.images) == dict.fromkeys(["base", "stt", "tts", "edge"], Status.SUCCESS)
+    assert set(backend.started[:3]) == {"base", "stt", "tts"}  # not waiting for base
+    assert len(backend.argvs["stt"]) == 1  # the speculated digest was right: built once
+
+
+def test_a_stale_speculation_builds_the_dependents_again() -> None:
+    backend = FakeBackend(delay=0.1)
+    out = io.StringIO()
+    result = execute(
+        DIAMOND,
+        backend,
+        Terminal(plain=True, stream=out, err_stream=out),
+        ExecuteOptions(jobs=4),
+        speculative={"base": "r/base:sha256-stale"},
+    )
+    assert statuses(result.images) == dict.fromkeys(["base", "stt", "tts", "edge"], Status.SUCCESS)
+    assert len(backend.argvs["stt"]) == 2
+    assert "base=docker-image://r/base:sha256-base" in backend.argvs["stt"][-1]
+    assert "building stt again" in out.getvalue()

@@ -58,7 +58,7 @@ class Description:
     files: int = 0  # total files to reach by filling docs/ and tests/; 0: a few of each
     modules: int = 3  # source files per service beside its main.sh
     lib_files: int = 5
-    sleep: float = 2.0  # seconds of each image's cache-mount step
+    sleep: float = 1.0  # seconds of each image's cache-mount step
     mb: int = 4  # MiB that step writes and copies into the image
     build_sleep: float = 0.5  # seconds of the step after a service's sources
     buildable: bool = True

@@ -30,6 +30,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -82,11 +83,19 @@ def buildpilot_cmd() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "buildpilot"]
 
 
-def run(command: Sequence[str], *, cwd: Path) -> tuple[float, str, str]:
-    """(wall seconds, stdout, stderr) of `command`; exits with its output if it fails."""
+def run(command: Sequence[str], *, cwd: Path, keep: Path | None = None) -> tuple[float, str, str]:
+    """(wall seconds, stdout, stderr) of `command`, both kept in the file `keep`; exits with
+    its output if it fails."""
     start = time.perf_counter()
     done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - start
+    if keep is not None:
+        keep.parent.mkdir(parents=True, exist_ok=True)
+        keep.write_text(
+            f"$ {shlex.join(command)}\n# {elapsed:.2f} s, exit {done.returncode}\n"
+            f"{done.stdout}\n# stderr\n{done.stderr}",
+            encoding="utf-8",
+        )
     if done.returncode != 0:
         output = (done.stdout + done.stderr)[-4000:]
         sys.exit(f"{shlex.join(command)} failed ({done.returncode}) in {cwd}:\n{output}")
@@ -143,29 +152,37 @@ def docker(*args: str) -> str:
 
 
 def drop_engine_cache() -> None:
-    """Empty BuildKit's cache (cache mounts included), as on a fresh runner."""
+    """Empty BuildKit's cache, cache mounts included: a fresh runner.
+
+    Images that earlier runs left in the local store stay: deleting them costs the
+    containerd image store about a second per tag, more than most runs measured here. No
+    tool reads them: with --push buildpilot looks fingerprints up in the registry, and a
+    build's cache comes only from BuildKit's cache (pruned) and the registry.
+    """
+    start = time.perf_counter()
     docker("buildx", "prune", "-af")
+    log(f"    (engine build cache pruned in {time.perf_counter() - start:.1f} s)")
 
 
 def drop_local_images(prefix: str) -> None:
     """Remove every local image tagged under `prefix` (this run's namespaces only)."""
-    refs = [
-        ref
-        for ref in docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}").split()
-        if ref.startswith(prefix)
-    ]
-    for start in range(0, len(refs), 100):
-        subprocess.run(
-            ["docker", "image", "rm", "-f", *refs[start : start + 100]],
-            capture_output=True,
-            check=False,
-        )
+    start = time.perf_counter()
+    listing = docker("image", "ls", "--no-trunc", "--format", "{{.ID}} {{.Repository}}")
+    ids = sorted(
+        {
+            image
+            for image, _, repository in (line.partition(" ") for line in listing.splitlines())
+            if repository.startswith(prefix)
+        }
+    )
+    chunks = [ids[i : i + 10] for i in range(0, len(ids), 10)]
 
+    def remove(chunk: list[str]) -> None:
+        subprocess.run(["docker", "image", "rm", "-f", *chunk], capture_output=True, check=False)
 
-def fresh_runner(prefix: str) -> None:
-    """A CI runner that starts empty: no build cache, none of this run's images."""
-    drop_local_images(prefix)
-    drop_engine_cache()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(remove, chunks))
+    log(f"removed {len(ids)} local images under {prefix} in {time.perf_counter() - start:.0f} s")
 
 
 # --------------------------------------------------------------------------- tools
@@ -210,34 +227,39 @@ class Bench:
         path.write_text(text, encoding="utf-8")
         return path
 
-    def measure(self, tool: str, namespace: str, output: Output) -> Measure:
-        """Run `tool` once over every image, into `namespace`."""
+    def log_file(self, label: str) -> Path:
+        """Where the output of the run `label` is kept."""
+        return self.work / "logs" / f"{label}.log"
+
+    def measure(self, tool: str, namespace: str, output: Output, label: str) -> Measure:
+        """Run `tool` once over every image, into `namespace`; keep its output."""
         config = self.config(namespace)
+        keep = self.log_file(label)
         if tool == "buildpilot":
-            return self._buildpilot(config, output)
+            return self._buildpilot(config, output, keep)
         bake, script, plan = write_peers(config, self.work / "peers" / config.stem, output)
         if tool == "bake":
             command = ["docker", "buildx", "bake", "--file", str(bake), "--progress=rawjson"]
             self.commands.setdefault("bake", "docker buildx bake --file docker-bake.json")
-            wall, _, stderr = run(command, cwd=self.repo)
+            wall, _, stderr = run(command, cwd=self.repo, keep=keep)
             _, steps, cached = count_steps(stderr, plan.order)
             return Measure(wall, len(plan.order), steps, cached)
         self.commands.setdefault("plain", "sh build-plain.sh")
-        wall, _, stderr = run(["sh", str(script)], cwd=self.repo)
+        wall, _, stderr = run(["sh", str(script)], cwd=self.repo, keep=keep)
         builds, steps, cached = count_steps(stderr)
         return Measure(wall, builds, steps, cached)
 
-    def measure_one(self, image: str, namespace: str, output: Output) -> Measure:
+    def measure_one(self, image: str, namespace: str, output: Output, label: str) -> Measure:
         """Plain buildx building just `image` (its bases already there)."""
         config = self.config(namespace)
         _, _, plan = write_peers(config, self.work / "peers" / config.stem, output)
         command = plain_commands(plan)[image]
         self.commands.setdefault("plain-one", f"docker buildx build … {image}")
-        wall, _, stderr = run(command, cwd=self.repo)
+        wall, _, stderr = run(command, cwd=self.repo, keep=self.log_file(label))
         _, steps, cached = count_steps(stderr)
         return Measure(wall, 1, steps, cached)
 
-    def _buildpilot(self, config: Path, output: Output) -> Measure:
+    def _buildpilot(self, config: Path, output: Output, keep: Path) -> Measure:
         flags = ["--skip-existing", *(["--push"] if output == "push" else [])]
         flags += ["--jobs", str(self.jobs)] if self.jobs else []
         self.commands.setdefault(
@@ -245,7 +267,7 @@ class Bench:
         )
         before = set(runs_dir(self.repo).glob("*.json")) if runs_dir(self.repo).is_dir() else set()
         command = [*buildpilot_cmd(), "build", "--config", str(config), *flags]
-        wall, _, _ = run(command, cwd=self.repo)
+        wall, _, _ = run(command, cwd=self.repo, keep=keep)
         new = sorted(set(runs_dir(self.repo).glob("*.json")) - before)
         if len(new) != 1:
             sys.exit(f"expected one new run under {runs_dir(self.repo)}, found {len(new)}")
@@ -277,8 +299,9 @@ def cold(bench: Bench, rounds: int) -> Rounds:
     result: Rounds = {tool: [] for tool in TOOLS}
     for round_ in range(rounds):
         for tool in rotated(TOOLS, round_):
-            fresh_runner(bench.root + "/")
-            m = bench.measure(tool, bench.namespace(tool, f"cold{round_}"), "push")
+            drop_engine_cache()
+            namespace = bench.namespace(tool, f"cold{round_}")
+            m = bench.measure(tool, namespace, "push", f"cold-r{round_ + 1}-{tool}")
             log(f"  cold round {round_ + 1}: {tool} {m.wall:.1f} s")
             result[tool].append(m)
     return result
@@ -287,7 +310,7 @@ def cold(bench: Bench, rounds: int) -> Rounds:
 def warm_up(bench: Bench, output: Output) -> None:
     """Fill each tool's namespace (and, for --load, the local store)."""
     for tool in TOOLS:
-        m = bench.measure(tool, bench.namespace(tool, "warm"), output)
+        m = bench.measure(tool, bench.namespace(tool, "warm"), output, f"warm-up-{output}-{tool}")
         log(f"  warm-up ({output}): {tool} {m.wall:.1f} s")
 
 
@@ -310,11 +333,12 @@ def repeated(
             if change:
                 bump(bench.repo, change, f"{tool}-{name}-{round_}")
             before()
+            label = f"{name}-r{round_ + 1}-{tool}"
             if tool == "plain-one":
                 assert one is not None  # noqa: S101 - tools has plain-one only then
-                m = bench.measure_one(one, bench.namespace("plain", "warm"), output)
+                m = bench.measure_one(one, bench.namespace("plain", "warm"), output, label)
             else:
-                m = bench.measure(tool, bench.namespace(tool, "warm"), output)
+                m = bench.measure(tool, bench.namespace(tool, "warm"), output, label)
             log(f"  {name} round {round_ + 1}: {tool} {m.wall:.1f} s ({m.built} built)")
             result[tool].append(m)
     return result
@@ -413,13 +437,19 @@ def _seconds(s: dict[str, float]) -> str:
 def render(result: dict[str, Any]) -> str:
     """Every scenario as a markdown table, then the floors."""
     m = result["machine"]
+    builds = any(s["id"] != "plan" for s in result["scenarios"])
+    how = (
+        f" {result['rounds']} rounds per build scenario, tools in rotating order. Wall time: "
+        "median (min-max). Steps: Dockerfile steps BuildKit ran / took from cache (median)."
+        if builds
+        else " Wall time: median (min-max)."
+    )
     lines = [
         f"# buildpilot vs docker buildx bake vs plain buildx ({result['size_title']})",
         "",
         f"{result['date']}; {m['cores']} cores, {m['memory_gib']} GiB, Docker "
-        f"{m['docker_engine']}, {m['buildx']}, Python {m['python']}; {result['rounds']} rounds "
-        "per build scenario, tools in rotating order. Wall time: median (min-max). Steps: "
-        "Dockerfile steps BuildKit ran / took from cache (median).",
+        f"{m['docker_engine']}, {m['buildx']}, Python {m['python']}.{how} Whole run: "
+        f"{result['duration_seconds'] / 60:.0f} min.",
         "",
     ]
     for scenario in result["scenarios"]:
@@ -510,7 +540,9 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of scenarios
         "--workdir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "buildpilot-bench"
     )
     parser.add_argument(
-        "--keep-images", action="store_true", help="leave this run's images in the local store"
+        "--remove-images",
+        action="store_true",
+        help="delete this run's images from the local store at the end (slow: ~1 s per image)",
     )
     parser.add_argument("--out", type=Path, default=HERE / "results", help="results directory")
     args = parser.parse_args()
@@ -537,7 +569,7 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of scenarios
             ci = [n for n in names if n.startswith("ci-")]
             if ci:
                 log("CI scenarios: warming each tool's registry namespace")
-                fresh_runner(root + "/")
+                drop_engine_cache()
                 warm_up(bench, "push")
                 changes = {
                     "ci-noop": None,
@@ -552,7 +584,7 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of scenarios
                         args.rounds,
                         "push",
                         change=changes[name],
-                        before=lambda: fresh_runner(root + "/"),
+                        before=drop_engine_cache,
                     )
                     data[name] = scenario_data(name, measured, bench.commands)
             local = [n for n in names if n.startswith("local-")]
@@ -572,8 +604,14 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of scenarios
                     )
                     data[name] = scenario_data(name, measured, bench.commands)
         finally:
-            if not args.keep_images:
+            if args.remove_images:
                 drop_local_images(root + "/")
+            else:
+                log(
+                    f"this run's images stay in the local store; remove them with: docker image ls "
+                    f"--format '{{{{.ID}}}} {{{{.Repository}}}}' | awk '$2 ~ \"^{root}/\" "
+                    "{print $1}' | sort -u | xargs -r docker image rm -f"
+                )
     else:
         images = 0
     if "plan" in names:

@@ -139,7 +139,7 @@ class Injections:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
-        self._done: set[str] = set()
+        self._done: dict[str, PhaseTiming | None] = {}  # id -> the phase that seeded it
 
     def inject(
         self,
@@ -157,9 +157,16 @@ class Injections:
             lock.acquire()
         try:
             fresh = [m for m in mounts if m.id not in self._done]
-            result = _each(fresh, root, base_refs, backend, builder=builder, export=False)
-            self._done.update(m.id for m in fresh)
-            return result
+            if not fresh:  # seeded earlier in this run: show what that cost, labelled so
+                earlier = next((self._done[m.id] for m in mounts if self._done[m.id]), None)
+                if earlier is None:
+                    return None, []
+                return earlier.model_copy(
+                    update={"name": f"{earlier.name} (earlier in this run)"}
+                ), []
+            phase, warnings = _each(fresh, root, base_refs, backend, builder=builder, export=False)
+            self._done.update(dict.fromkeys((m.id for m in fresh), phase))
+            return phase, warnings
         finally:
             for lock in locks:
                 lock.release()

@@ -39,7 +39,11 @@ class FakeBackend:
         return EngineInfo(buildx_version="v0.13.1", driver="docker")
 
     def build(self, argv: Sequence[str], *, on_status: StatusCallback) -> BuildOutcome:
-        name = argv[argv.index("--tag") + 1].split("/")[-1].split(":")[0]
+        name = (
+            argv[argv.index("--tag") + 1].split("/")[-1].split(":")[0]
+            if "--tag" in argv
+            else "helper"
+        )
         with self.lock:
             self.started.append(name)
             self.argvs.setdefault(name, []).append(list(argv))
@@ -171,3 +175,19 @@ def test_a_stale_speculation_builds_the_dependents_again() -> None:
     assert len(backend.argvs["stt"]) == 2
     assert "base=docker-image://r/base:sha256-base" in backend.argvs["stt"][-1]
     assert "building stt again" in out.getvalue()
+
+
+def test_a_cache_mount_is_seeded_once_per_run(tmp_path: Path) -> None:
+    from buildpilot.cachemounts import Injections, PersistedMount
+
+    (tmp_path / "pip").mkdir()
+    backend = FakeBackend()
+    injections = Injections()
+    mounts = (PersistedMount("pip", runner_image="r/base:1"),)
+    first, _ = injections.inject(mounts, tmp_path, {}, backend, builder=None)
+    again, _ = injections.inject(mounts, tmp_path, {}, backend, builder=None)
+    assert first is not None
+    assert again is not None
+    assert first.name.startswith("injected 1 cache mount(s)")
+    assert again.name == f"{first.name} (earlier in this run)"
+    assert len(backend.started) == 1  # one seeding build, not two

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+from collections.abc import Sequence
 from pathlib import Path
 
 from bakefile import write_bake_file
@@ -33,9 +34,14 @@ def plan_for(config: Path, output: Output) -> Plan:
     return make_plan(project, [], options)
 
 
+def base_tag(tags: Sequence[str]) -> str:
+    """The tag dependents name a base by: `latest` (it outlives commits), else the first."""
+    return next((tag for tag in tags if tag.endswith(":latest")), tags[0])
+
+
 def plain_commands(plan: Plan) -> dict[str, list[str]]:
-    """image -> its `docker buildx build` argv, bases referenced by their first tag."""
-    refs = {name: request.tags[0] for name, request in plan.requests.items()}
+    """image -> its `docker buildx build` argv, bases referenced by tag (`base_tag`)."""
+    refs = {name: base_tag(request.tags) for name, request in plan.requests.items()}
     return {name: ["docker", *plan.requests[name].argv(refs)] for name in plan.order}
 
 

@@ -25,6 +25,7 @@ import os
 import re
 import secrets
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -42,6 +43,7 @@ from peers import MARKER, plain_commands, write_peers
 
 from buildpilot.plan import Output
 from buildpilot.progress import ProgressTracker, RawJsonStream
+from buildpilot.results import Status
 from buildpilot.runs import load_run, runs_dir
 
 HERE = Path(__file__).resolve().parent
@@ -213,10 +215,15 @@ class Bench:
     work: Path
     jobs: int | None = None
     commands: dict[str, str] = field(default_factory=dict)
+    warm: dict[str, str] = field(default_factory=dict)  # tool -> a namespace it filled
 
     def namespace(self, tool: str, slot: str) -> str:
         """The registry of `tool` in `slot`: its images and caches, apart from the others."""
         return f"{self.root}/{tool}-{slot}"
+
+    def warm_namespace(self, tool: str) -> str:
+        """The namespace the warm scenarios use: the last cold round's, else a new one."""
+        return self.warm.get(tool) or self.namespace(tool, "warm")
 
     def config(self, namespace: str) -> Path:
         """buildpilot.yaml with its registry set to `namespace` (git-ignored, next to it)."""
@@ -272,7 +279,7 @@ class Bench:
         if len(new) != 1:
             sys.exit(f"expected one new run under {runs_dir(self.repo)}, found {len(new)}")
         record = load_run(self.repo, str(new[0]))
-        built = [i for i in record.images if i.status.value == "success"]
+        built = [i for i in record.images if i.status is Status.SUCCESS]
         reused = [i for i in record.images if (i.reason or "").startswith("reused")]
         return Measure(
             wall,
@@ -304,13 +311,15 @@ def cold(bench: Bench, rounds: int) -> Rounds:
             m = bench.measure(tool, namespace, "push", f"cold-r{round_ + 1}-{tool}")
             log(f"  cold round {round_ + 1}: {tool} {m.wall:.1f} s")
             result[tool].append(m)
+    # The last round left each tool's namespace warm at HEAD: the CI scenarios start there.
+    bench.warm = {tool: bench.namespace(tool, f"cold{rounds - 1}") for tool in TOOLS}
     return result
 
 
 def warm_up(bench: Bench, output: Output) -> None:
     """Fill each tool's namespace (and, for --load, the local store)."""
     for tool in TOOLS:
-        m = bench.measure(tool, bench.namespace(tool, "warm"), output, f"warm-up-{output}-{tool}")
+        m = bench.measure(tool, bench.warm_namespace(tool), output, f"warm-up-{output}-{tool}")
         log(f"  warm-up ({output}): {tool} {m.wall:.1f} s")
 
 
@@ -336,9 +345,9 @@ def repeated(
             label = f"{name}-r{round_ + 1}-{tool}"
             if tool == "plain-one":
                 assert one is not None  # noqa: S101 - tools has plain-one only then
-                m = bench.measure_one(one, bench.namespace("plain", "warm"), output, label)
+                m = bench.measure_one(one, bench.warm_namespace("plain"), output, label)
             else:
-                m = bench.measure(tool, bench.namespace(tool, "warm"), output, label)
+                m = bench.measure(tool, bench.warm_namespace(tool), output, label)
             log(f"  {name} round {round_ + 1}: {tool} {m.wall:.1f} s ({m.built} built)")
             result[tool].append(m)
     return result
@@ -439,7 +448,7 @@ def render(result: dict[str, Any]) -> str:
     m = result["machine"]
     builds = any(s["id"] != "plan" for s in result["scenarios"])
     how = (
-        f" {result['rounds']} rounds per build scenario, tools in rotating order. Wall time: "
+        f" {result['rounds']} round(s) per build scenario, tools in rotating order. Wall time: "
         "median (min-max). Steps: Dockerfile steps BuildKit ran / took from cache (median)."
         if builds
         else " Wall time: median (min-max)."
@@ -483,7 +492,7 @@ def render(result: dict[str, Any]) -> str:
         lines += ["", f"Ratios (wall medians): {ratios}", ""]
     lines += ["## Floors", ""]
     for check in result["floors"]:
-        value = "-" if check["value"] is None else f"{check['value']:.2f}{check['unit']}"
+        value = "-" if check["value"] is None else f"{check['value']:.3g}{check['unit']}"
         lines.append(
             f"- {check['result']}: {check['floor']} = {value} (floor: at most "
             f"{check['limit']:g}{check['unit']})"
@@ -552,6 +561,7 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of scenarios
     root = f"{args.registry}/bench-{run_id}"
     work = args.workdir.resolve()
     work.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(work / "logs", ignore_errors=True)
     data: dict[str, dict[str, Any]] = {}
     builds = [n for n in names if n != "plan"]
     if builds:
@@ -568,9 +578,10 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of scenarios
                 data["cold"] = scenario_data("cold", cold(bench, args.rounds), bench.commands)
             ci = [n for n in names if n.startswith("ci-")]
             if ci:
-                log("CI scenarios: warming each tool's registry namespace")
-                drop_engine_cache()
-                warm_up(bench, "push")
+                if not bench.warm:
+                    log("CI scenarios: warming each tool's registry namespace")
+                    drop_engine_cache()
+                    warm_up(bench, "push")
                 changes = {
                     "ci-noop": None,
                     "ci-service": "service_change",

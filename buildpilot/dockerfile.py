@@ -11,10 +11,11 @@ applied on top are BuildKit's too; each cites moby/buildkit, either
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import posixpath
 import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Literal, NamedTuple
@@ -272,12 +273,15 @@ class _Cmd(NamedTuple):
     heredocs: tuple[tuple[str, str], ...]
 
 
-def _go_parse(text: str, path: str) -> list[_Cmd]:
+@functools.lru_cache(maxsize=4096)
+def _go_parse(text: str, path: str) -> tuple[_Cmd, ...]:
+    """BuildKit's parse of a Dockerfile, once per text: a run parses each Dockerfile for
+    validation, planning and fingerprints."""
     try:
         parsed = _goparser.parse_string(text)
     except _goparser.GoParseError as exc:
         raise DockerfileError(path, _error_line(text, str(exc)), str(exc)) from None
-    return [
+    return tuple(
         _Cmd(
             cmd=str(c.cmd).upper(),
             sub_cmd=None if c.sub_cmd is None else str(c.sub_cmd).upper(),
@@ -290,7 +294,7 @@ def _go_parse(text: str, path: str) -> list[_Cmd]:
             heredocs=tuple((str(h.name), str(h.content)) for h in c.heredocs),
         )
         for c in parsed
-    ]
+    )
 
 
 def _error_line(text: str, message: str) -> int:
@@ -320,7 +324,7 @@ def _directives(text: str) -> dict[str, str]:
     return found
 
 
-def _until_first_from(commands: list[_Cmd], path: str) -> Iterable[_Cmd]:
+def _until_first_from(commands: Sequence[_Cmd], path: str) -> Iterable[_Cmd]:
     """The global ARGs: only ARG may come before the first FROM (reference.md, FROM)."""
     for cmd in commands:
         if cmd.cmd == "FROM":
@@ -332,7 +336,7 @@ def _until_first_from(commands: list[_Cmd], path: str) -> Iterable[_Cmd]:
         yield cmd
 
 
-def _split_stages(commands: list[_Cmd]) -> list[tuple[_Cmd, list[_Cmd]]]:
+def _split_stages(commands: Sequence[_Cmd]) -> list[tuple[_Cmd, list[_Cmd]]]:
     stages: list[tuple[_Cmd, list[_Cmd]]] = []
     for cmd in commands:
         if cmd.cmd == "FROM":

@@ -247,11 +247,15 @@ class Bench:
         bake, script, plan = write_peers(config, self.work / "peers" / config.stem, output)
         if tool == "bake":
             command = ["docker", "buildx", "bake", "--file", str(bake), "--progress=rawjson"]
-            self.commands.setdefault("bake", "docker buildx bake --file docker-bake.json")
+            self.commands.setdefault(
+                f"bake-{output}",
+                "docker buildx bake --file docker-bake.json  # output: "
+                + ("type=registry" if output == "push" else "type=docker"),
+            )
             wall, _, stderr = run(command, cwd=self.repo, keep=keep)
             _, steps, cached = count_steps(stderr, plan.order)
             return Measure(wall, len(plan.order), steps, cached)
-        self.commands.setdefault("plain", "sh build-plain.sh")
+        self.commands.setdefault(f"plain-{output}", f"sh build-plain.sh  # each --{output}")
         wall, _, stderr = run(["sh", str(script)], cwd=self.repo, keep=keep)
         builds, steps, cached = count_steps(stderr)
         return Measure(wall, builds, steps, cached)
@@ -261,7 +265,7 @@ class Bench:
         config = self.config(namespace)
         _, _, plan = write_peers(config, self.work / "peers" / config.stem, output)
         command = plain_commands(plan)[image]
-        self.commands.setdefault("plain-one", f"docker buildx build … {image}")
+        self.commands.setdefault(f"plain-one-{output}", f"docker buildx build … --{output} {image}")
         wall, _, stderr = run(command, cwd=self.repo, keep=self.log_file(label))
         _, steps, cached = count_steps(stderr)
         return Measure(wall, 1, steps, cached)
@@ -385,7 +389,7 @@ def scenario_data(name: str, rounds: Rounds, commands: dict[str, str]) -> dict[s
     output = "load" if name.startswith("local") else "push"
     tools: dict[str, Any] = {}
     for tool, measures in rounds.items():
-        key = f"buildpilot-{output}" if tool == "buildpilot" else tool
+        key = f"{tool}-{output}"
         tools[tool] = {
             "command": commands.get(key, ""),
             "wall": _stats([m.wall for m in measures]),

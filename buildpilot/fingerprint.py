@@ -56,14 +56,17 @@ class FileIndex:
         self._paths = sorted(self._entries)
 
     @classmethod
-    def scan(cls, root: Path) -> FileIndex:
-        """Index the repository holding `root` (or, outside git, every file below `root`)."""
+    def scan(cls, root: Path, within: Sequence[Path] = ()) -> FileIndex:
+        """Index the repository holding `root` (or, outside git, every file below `root`),
+        only below the directories `within` when given (the build contexts: an ignored
+        virtualenv elsewhere in the repository is never listed)."""
         try:
-            top = toplevel(root)
+            top = toplevel(root).resolve()
         except GitError:
             return cls(root, dict.fromkeys(p.relative_to(root).as_posix() for p in _walk(root)))
-        entries: dict[str, tuple[str, str] | None] = dict(tracked_blobs(top))
-        for rel in dirty_files(top):
+        specs = _pathspecs(top, within)
+        entries: dict[str, tuple[str, str] | None] = dict(tracked_blobs(top, specs))
+        for rel in dirty_files(top, specs):
             entries[rel] = None
         return cls(top, entries)
 
@@ -89,6 +92,28 @@ class FileIndex:
 
     def _prefix(self, directory: Path) -> str:
         return directory.resolve().relative_to(self.top).as_posix()
+
+
+def _pathspecs(top: Path, within: Sequence[Path]) -> list[str]:
+    """Git pathspecs for the directories, or [] (everything) when one is outside `top`."""
+    specs = []
+    for directory in within:
+        try:
+            specs.append(directory.resolve().relative_to(top).as_posix())
+        except ValueError:
+            return []
+    return sorted(set(specs)) if "." not in specs else []
+
+
+def context_dirs(project: Project, order: Sequence[str]) -> list[Path]:
+    """Every local directory the images of `order` read: contexts and local named contexts."""
+    dirs = []
+    for name in order:
+        dirs.append(project.context_dir(name))
+        for value in project.image(name).contexts.values():
+            if not value.startswith("image:") and "://" not in value:
+                dirs.append((project.root / value).resolve())
+    return dirs
 
 
 def fingerprints(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,9 +110,9 @@ def file_at(top: Path, commit: str, path: str) -> str | None:
     return done.stdout.decode("utf-8", errors="replace")
 
 
-def tracked_blobs(top: Path) -> dict[str, tuple[str, str]]:
-    """path -> (mode, blob sha) of every file in the index."""
-    out = run_git(top, "ls-files", "--stage", "-z")
+def tracked_blobs(top: Path, within: Sequence[str] = ()) -> dict[str, tuple[str, str]]:
+    """path -> (mode, blob sha) of every file in the index (below `within`, if given)."""
+    out = run_git(top, "ls-files", "--stage", "-z", "--", *within)
     blobs: dict[str, tuple[str, str]] = {}
     for entry in out.split("\0"):
         if entry:
@@ -121,11 +122,11 @@ def tracked_blobs(top: Path) -> dict[str, tuple[str, str]]:
     return blobs
 
 
-def dirty_files(top: Path) -> set[str]:
+def dirty_files(top: Path, within: Sequence[str] = ()) -> set[str]:
     """Tracked files whose working copy differs from the index, and every untracked file,
     ignored ones included: BuildKit sends what is on disk, not what git tracks."""
-    modified = run_git(top, "ls-files", "--modified", "-z")
-    others = run_git(top, "ls-files", "--others", "-z")
+    modified = run_git(top, "ls-files", "--modified", "-z", "--", *within)
+    others = run_git(top, "ls-files", "--others", "-z", "--", *within)
     return {p for p in (modified + "\0" + others).split("\0") if p}
 
 

@@ -20,7 +20,7 @@ from buildpilot.console import Terminal
 from buildpilot.dockerfile import parse_dockerfile
 from buildpilot.errors import BuildpilotError, EngineError
 from buildpilot.executor import DEFAULT_JOBS, Clock, ExecuteOptions, Reused, execute, pin, utcnow
-from buildpilot.fingerprint import FileIndex, Fingerprint
+from buildpilot.fingerprint import FileIndex, Fingerprint, context_dirs
 from buildpilot.fingerprint import fingerprints as fingerprint_all
 from buildpilot.git import GitInfo, changed_files, file_at, git_info
 from buildpilot.plan import (
@@ -126,7 +126,11 @@ def make_forecast(
     names = graph.closure(deps, selected or list(deps))
     order = [name for wave in graph.waves(deps, names) for name in wave]
     prediction = forecast(project, order, since) if since else None
-    prints = fingerprint_all(project, order, FileIndex.scan(project.root)) if fingerprints else {}
+    prints = (
+        fingerprint_all(project, order, FileIndex.scan(project.root, context_dirs(project, order)))
+        if fingerprints
+        else {}
+    )
     decisions = decide(order, deps, prediction=prediction, fingerprints=prints, skip_existing=False)
     to_build = [n for n in order if decisions[n].action is Action.BUILD]
     return Forecast(
@@ -201,7 +205,8 @@ def forecast(project: Project, order: Sequence[str], since: str) -> Prediction:
 
 def prepare(project: Project, plan: Plan, *, since: str | None, skip_existing: bool) -> Prepared:
     """Fingerprint every image, forecast the change, and decide what each image needs."""
-    prints = fingerprint_all(project, plan.order, FileIndex.scan(project.root))
+    index = FileIndex.scan(project.root, context_dirs(project, plan.order))
+    prints = fingerprint_all(project, plan.order, index)
     requests = {
         name: _with_persisted_mounts(project, r.with_fingerprint(prints[name]))
         for name, r in plan.requests.items()

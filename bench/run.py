@@ -443,7 +443,7 @@ def floors(data: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return checks
 
 
-def _seconds(s: dict[str, float]) -> str:
+def _seconds(s: dict[str, float]) -> tuple[str, str]:
     return f"{s['median']:.2f} s", f"{s['min']:.2f}-{s['max']:.2f} s"
 
 

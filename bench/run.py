@@ -26,6 +26,7 @@ import re
 import secrets
 import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -70,13 +71,13 @@ TITLES = {
     "ci-base": "CI warm, the base changed: fresh runner, registry cache warm",
     "local-noop": "Local warm, nothing changed: engine cache warm",
     "local-service": "Local warm, one service's source changed: engine cache warm",
-    "plan": "Planning only, 200 images / 50,000 files, one file changed in the last commit",
+    "plan": "Planning only: what one file changed in the last commit rebuilds",
 }
 
 
 def log(message: str) -> None:
     """Progress on stderr; the results go to stdout."""
-    print(message, file=sys.stderr, flush=True)
+    print(f"{datetime.now().strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
 
 
 def buildpilot_cmd() -> list[str]:
@@ -357,7 +358,7 @@ def repeated(
     return result
 
 
-def planning(work: Path, runs: int, size: str) -> tuple[dict[str, list[float]], int]:
+def planning(work: Path, runs: int, size: str) -> tuple[dict[str, list[float]], int, int]:
     """Wall times of `buildpilot plan --since HEAD~1` and `git diff --name-only HEAD~1`."""
     repo = work / f"plan-{size}"
     log(f"generating the {size}-image repository for planning: {repo}")
@@ -374,7 +375,7 @@ def planning(work: Path, runs: int, size: str) -> tuple[dict[str, list[float]], 
     for round_ in range(runs):
         for key in rotated(list(commands), round_):
             times[key].append(run(commands[key], cwd=repo)[0])
-    return times, files
+    return times, len(manifest(repo)["images"]), files
 
 
 # --------------------------------------------------------------------------- report
@@ -465,11 +466,14 @@ def render(result: dict[str, Any]) -> str:
         f"{result['duration_seconds'] / 60:.0f} min.",
         "",
     ]
+    if result.get("interrupted"):
+        lines += ["**Interrupted**: only the scenarios that finished are shown.", ""]
     for scenario in result["scenarios"]:
         lines += [f"## {scenario['id']}: {scenario['title']}", ""]
         if scenario["id"] == "plan":
             lines += [
-                f"{scenario['files']} files, {scenario['runs']} runs each.",
+                f"{scenario['images']} images, {scenario['files']} files, "
+                f"{scenario['runs']} runs of each command.",
                 "",
                 "| command | wall median | min-max |",
                 "|---|---|---|",
@@ -531,8 +535,87 @@ def preflight(registry_host: str) -> None:
         sys.exit(f"no registry answers on http://{registry_host}/v2/ (bash ci/engine-up.sh)")
 
 
-def main() -> None:  # noqa: PLR0915 - one straight sequence of scenarios
-    """Run the chosen scenarios and write bench/results/latest.{md,json}."""
+def build_scenarios(args: argparse.Namespace, names: list[str], data: dict[str, Any]) -> int:
+    """Run the build scenarios of `names` into `data` as each finishes; return the image count."""
+    preflight(args.registry)
+    repo = args.workdir / f"repo-{args.size}"
+    log(f"generating size {args.size} at {repo}; registry namespaces under {args.root}/")
+    make(args.size, repo, sleep=args.sleep, mb=args.mb)
+    bench = Bench(repo=repo, root=args.root, work=args.workdir, jobs=args.jobs)
+    service = manifest(repo)["service_change"]["image"]
+    try:
+        if "cold" in names:
+            log("scenario cold")
+            data["cold"] = scenario_data("cold", cold(bench, args.rounds), bench.commands)
+        ci = [n for n in names if n.startswith("ci-")]
+        if ci and not bench.warm:
+            log("CI scenarios: warming each tool's registry namespace")
+            drop_engine_cache()
+            warm_up(bench, "push")
+        changes = {"ci-noop": None, "ci-service": "service_change", "ci-base": "base_change"}
+        for name in ci:
+            log(f"scenario {name}")
+            measured = repeated(
+                bench, name, args.rounds, "push", change=changes[name], before=drop_engine_cache
+            )
+            data[name] = scenario_data(name, measured, bench.commands)
+        local = [n for n in names if n.startswith("local-")]
+        if local:
+            log("local scenarios: warming the engine cache and the local store")
+            warm_up(bench, "load")
+        for name in local:
+            log(f"scenario {name}")
+            is_service = name == "local-service"
+            measured = repeated(
+                bench,
+                name,
+                args.rounds,
+                "load",
+                change="service_change" if is_service else None,
+                one=service if is_service else None,
+            )
+            data[name] = scenario_data(name, measured, bench.commands)
+    finally:
+        if args.remove_images:
+            drop_local_images(args.root + "/")
+        else:
+            log(
+                "this run's images stay in the local store; remove them with: docker image ls "
+                f"--format '{{{{.ID}}}} {{{{.Repository}}}}' | awk '$2 ~ \"^{args.root}/\" "
+                "{print $1}' | sort -u | xargs -r docker image rm -f"
+            )
+    return len(manifest(repo)["images"])
+
+
+def plan_scenario(args: argparse.Namespace) -> dict[str, Any]:
+    """The planning scenario's figures."""
+    log(f"scenario plan ({args.plan_runs} runs each)")
+    times, images, files = planning(args.workdir, args.plan_runs, args.plan_size)
+    tools = {
+        "buildpilot": {
+            "wall": _stats(times["buildpilot-plan"]),
+            "samples": times["buildpilot-plan"],
+        },
+        "git-diff": {"wall": _stats(times["git-diff"]), "samples": times["git-diff"]},
+    }
+    ratio = tools["buildpilot"]["wall"]["median"] / tools["git-diff"]["wall"]["median"]
+    return {
+        "id": "plan",
+        "title": TITLES["plan"],
+        "images": images,
+        "files": files,
+        "runs": args.plan_runs,
+        "tools": tools,
+        "ratios": {"buildpilot/git-diff": ratio},
+    }
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def parse_args() -> argparse.Namespace:
+    """The command line."""
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -559,98 +642,34 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of scenarios
     )
     parser.add_argument("--out", type=Path, default=HERE / "results", help="results directory")
     args = parser.parse_args()
+    args.workdir = args.workdir.resolve()
+    args.root = f"{args.registry}/bench-{secrets.token_hex(3)}"
+    return args
+
+
+def main() -> None:
+    """Run the chosen scenarios and write bench/results/latest.{md,json}; an interrupt
+    (Ctrl-C, SIGTERM) still writes the scenarios finished so far."""
+    args = parse_args()
     names = selected(args.scenarios)
     started = time.perf_counter()
-    run_id = secrets.token_hex(3)
-    root = f"{args.registry}/bench-{run_id}"
-    work = args.workdir.resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(work / "logs", ignore_errors=True)
-    data: dict[str, dict[str, Any]] = {}
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(args.workdir / "logs", ignore_errors=True)
+    signal.signal(signal.SIGTERM, _terminate)
+    data: dict[str, Any] = {}
+    images, interrupted = 0, False
     builds = [n for n in names if n != "plan"]
-    if builds:
-        preflight(args.registry)
-        repo = work / f"repo-{args.size}"
-        log(f"generating size {args.size} at {repo}; registry namespaces under {root}/")
-        make(args.size, repo, sleep=args.sleep, mb=args.mb)
-        images = len(manifest(repo).get("images") or [])
-        bench = Bench(repo=repo, root=root, work=work, jobs=args.jobs)
-        service = manifest(repo)["service_change"]["image"]
-        try:
-            if "cold" in names:
-                log("scenario cold")
-                data["cold"] = scenario_data("cold", cold(bench, args.rounds), bench.commands)
-            ci = [n for n in names if n.startswith("ci-")]
-            if ci:
-                if not bench.warm:
-                    log("CI scenarios: warming each tool's registry namespace")
-                    drop_engine_cache()
-                    warm_up(bench, "push")
-                changes = {
-                    "ci-noop": None,
-                    "ci-service": "service_change",
-                    "ci-base": "base_change",
-                }
-                for name in ci:
-                    log(f"scenario {name}")
-                    measured = repeated(
-                        bench,
-                        name,
-                        args.rounds,
-                        "push",
-                        change=changes[name],
-                        before=drop_engine_cache,
-                    )
-                    data[name] = scenario_data(name, measured, bench.commands)
-            local = [n for n in names if n.startswith("local-")]
-            if local:
-                log("local scenarios: warming the engine cache and the local store")
-                warm_up(bench, "load")
-                for name in local:
-                    log(f"scenario {name}")
-                    is_service = name == "local-service"
-                    measured = repeated(
-                        bench,
-                        name,
-                        args.rounds,
-                        "load",
-                        change="service_change" if is_service else None,
-                        one=service if is_service else None,
-                    )
-                    data[name] = scenario_data(name, measured, bench.commands)
-        finally:
-            if args.remove_images:
-                drop_local_images(root + "/")
-            else:
-                log(
-                    f"this run's images stay in the local store; remove them with: docker image ls "
-                    f"--format '{{{{.ID}}}} {{{{.Repository}}}}' | awk '$2 ~ \"^{root}/\" "
-                    "{print $1}' | sort -u | xargs -r docker image rm -f"
-                )
-    else:
-        images = 0
-    if "plan" in names:
-        log(f"scenario plan ({args.plan_runs} runs each)")
-        times, files = planning(work, args.plan_runs, args.plan_size)
-        plan = {
-            "id": "plan",
-            "title": TITLES["plan"].replace("200", args.plan_size, 1),
-            "files": files,
-            "runs": args.plan_runs,
-            "tools": {
-                "buildpilot": {
-                    "wall": _stats(times["buildpilot-plan"]),
-                    "samples": times["buildpilot-plan"],
-                },
-                "git-diff": {"wall": _stats(times["git-diff"]), "samples": times["git-diff"]},
-            },
-        }
-        plan["ratios"] = {
-            "buildpilot/git-diff": plan["tools"]["buildpilot"]["wall"]["median"]
-            / plan["tools"]["git-diff"]["wall"]["median"]
-        }
-        data["plan"] = plan
-    size_title = "the bundled example" if args.size == "example" else f"{images} generated images"
+    try:
+        if builds:
+            images = build_scenarios(args, names, data)
+        if "plan" in names:
+            data["plan"] = plan_scenario(args)
+    except KeyboardInterrupt:
+        interrupted = True
+        log("interrupted: writing the scenarios finished so far")
+    size_title = (
+        "the bundled example" if args.size == "example" else f"{args.size} generated images"
+    )
     result = {
         "benchmark": "buildpilot vs docker buildx bake vs plain docker buildx build",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -660,7 +679,8 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of scenarios
         "size_title": size_title if builds else f"planning on {args.plan_size} images",
         "images": images,
         "rounds": args.rounds,
-        "registry_root": root,
+        "registry_root": args.root,
+        "interrupted": interrupted,
         "duration_seconds": round(time.perf_counter() - started, 1),
         "scenarios": [data[name] for name in SCENARIOS if name in data],
     }
@@ -671,6 +691,8 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of scenarios
     (args.out / "latest.md").write_text(markdown, encoding="utf-8")
     print(markdown)
     log(f"done in {result['duration_seconds']:.0f} s; wrote {args.out}/latest.md and latest.json")
+    if interrupted:
+        sys.exit(130)
 
 
 if __name__ == "__main__":

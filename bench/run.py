@@ -86,11 +86,18 @@ def buildpilot_cmd() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "buildpilot"]
 
 
+class ToolError(Exception):
+    """A measured command failed: the run stops and writes what it has."""
+
+
 def run(command: Sequence[str], *, cwd: Path, keep: Path | None = None) -> tuple[float, str, str]:
-    """(wall seconds, stdout, stderr) of `command`, both kept in the file `keep`; exits with
-    its output if it fails."""
+    """(wall seconds, stdout, stderr) of `command`, both kept in the file `keep`; raises
+    ToolError with its output if it fails. It runs in a session of its own, so that a
+    signal meant for it (or a group kill aimed at its children) does not end this script."""
     start = time.perf_counter()
-    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, check=False, start_new_session=True
+    )
     elapsed = time.perf_counter() - start
     if keep is not None:
         keep.parent.mkdir(parents=True, exist_ok=True)
@@ -101,7 +108,7 @@ def run(command: Sequence[str], *, cwd: Path, keep: Path | None = None) -> tuple
         )
     if done.returncode != 0:
         output = (done.stdout + done.stderr)[-4000:]
-        sys.exit(f"{shlex.join(command)} failed ({done.returncode}) in {cwd}:\n{output}")
+        raise ToolError(f"{shlex.join(command)} failed ({done.returncode}) in {cwd}:\n{output}")
     return elapsed, done.stdout, done.stderr
 
 
@@ -467,7 +474,8 @@ def render(result: dict[str, Any]) -> str:
         "",
     ]
     if result.get("interrupted"):
-        lines += ["**Interrupted**: only the scenarios that finished are shown.", ""]
+        why = "a command failed (see latest.json)" if result.get("failure") else "interrupted"
+        lines += [f"**Stopped early** ({why}): only the scenarios that finished are shown.", ""]
     for scenario in result["scenarios"]:
         lines += [f"## {scenario['id']}: {scenario['title']}", ""]
         if scenario["id"] == "plan":
@@ -657,7 +665,7 @@ def main() -> None:
     shutil.rmtree(args.workdir / "logs", ignore_errors=True)
     signal.signal(signal.SIGTERM, _terminate)
     data: dict[str, Any] = {}
-    images, interrupted = 0, False
+    images, interrupted, failure = 0, False, None
     builds = [n for n in names if n != "plan"]
     try:
         if builds:
@@ -667,6 +675,9 @@ def main() -> None:
     except KeyboardInterrupt:
         interrupted = True
         log("interrupted: writing the scenarios finished so far")
+    except ToolError as exc:
+        interrupted, failure = True, str(exc)
+        log(f"{failure}\nstopped: writing the scenarios finished so far")
     size_title = (
         "the bundled example" if args.size == "example" else f"{args.size} generated images"
     )
@@ -681,6 +692,7 @@ def main() -> None:
         "rounds": args.rounds,
         "registry_root": args.root,
         "interrupted": interrupted,
+        "failure": failure,
         "duration_seconds": round(time.perf_counter() - started, 1),
         "scenarios": [data[name] for name in SCENARIOS if name in data],
     }
@@ -692,7 +704,7 @@ def main() -> None:
     print(markdown)
     log(f"done in {result['duration_seconds']:.0f} s; wrote {args.out}/latest.md and latest.json")
     if interrupted:
-        sys.exit(130)
+        sys.exit(1 if failure else 130)
 
 
 if __name__ == "__main__":

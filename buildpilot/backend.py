@@ -30,7 +30,15 @@ if TYPE_CHECKING:
     from python_on_whales import DockerClient
     from python_on_whales.exceptions import DockerException
 from buildpilot.progress import RawJsonStream
-from buildpilot.registry import DOCKER_HUB, Repository, tag_digest, tag_name
+from buildpilot.registry import (
+    DOCKER_HUB,
+    RegistryError,
+    Repository,
+    image_name,
+    manifest_digest,
+    tag_digest,
+    tag_name,
+)
 
 MIN_BUILDX = (0, 13)  # --progress=rawjson and `buildx ls --format json`
 SETUP_HINT = "On Debian, `bash ci/engine-up.sh` from a buildpilot checkout installs and starts one."
@@ -51,6 +59,14 @@ class BuildOutcome:
         """The image's manifest digest, from buildx's metadata file."""
         value = self.metadata.get("containerimage.digest")
         return value if isinstance(value, str) else None
+
+
+@dataclass(frozen=True)
+class Found:
+    """An image that exists: its manifest digest and, in the local store, its tags."""
+
+    digest: str
+    tags: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -76,8 +92,8 @@ class Backend(Protocol):
         """Tag a local image."""
         ...
 
-    def find(self, ref: str, *, registry: bool) -> str | None:
-        """The manifest digest of `ref` in the registry or the local store, or None."""
+    def find(self, refs: Sequence[str], *, registry: bool) -> dict[str, Found]:
+        """Those of `refs` that exist in the registry or the local store."""
         ...
 
     def retag_remote(self, source: str, tags: Sequence[str]) -> None:
@@ -206,30 +222,47 @@ class DockerBackend:
         if done.returncode != 0:
             raise EngineError(f"cannot tag {source} as {target}: {done.stderr.strip()}")
 
-    def find(self, ref: str, *, registry: bool) -> str | None:
-        """The manifest digest of `ref` in the registry or the local store, or None."""
+    def find(self, refs: Sequence[str], *, registry: bool) -> dict[str, Found]:
+        """Those of `refs` that exist: in the registry, one HEAD request each, in parallel;
+        in the local store, one `docker image inspect` for all of them."""
+        if not refs:
+            return {}
         if registry:
-            done = _capture(
-                [
-                    *self._docker_cmd(),
-                    "buildx",
-                    "imagetools",
-                    "inspect",
-                    ref,
-                    "--format",
-                    "{{json .Manifest}}",
-                ]
-            )
-            key = "digest"
-        else:
-            done = _capture(
-                [*self._docker_cmd(), "image", "inspect", ref, "--format", "{{json .}}"]
-            )
-            key = "Id"
-        if done.returncode != 0:
-            return None
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                digests = dict(zip(refs, pool.map(self._registry_digest, refs), strict=True))
+            return {ref: Found(digest) for ref, digest in digests.items() if digest}
+        # One listing of the images' repositories: `docker image inspect` of many refs costs
+        # a round trip each, and a whole `docker image ls` grows with the store.
+        filters = [f"--filter=reference={name}" for name in sorted(set(map(image_name, refs)))]
+        done = _capture(
+            [*self._docker_cmd(), "image", "ls", "--no-trunc", "--format", "{{json .}}", *filters]
+        )
+        tags: dict[str, set[str]] = {}
+        for line in done.stdout.splitlines() if done.returncode == 0 else []:
+            try:
+                image = json.loads(line)
+                tags.setdefault(image["ID"], set()).add(f"{image['Repository']}:{image['Tag']}")
+            except (ValueError, KeyError, TypeError):
+                continue
+        return {
+            ref: Found(digest, frozenset(on))
+            for digest, on in tags.items()
+            if digest.startswith("sha256:")
+            for ref in refs
+            if ref in on
+        }
+
+    def _registry_digest(self, ref: str) -> str | None:
+        """The registry's digest for `ref`; through `imagetools inspect` (which honours the
+        builder's registry settings) when the registry cannot be asked directly."""
         try:
-            value = json.loads(done.stdout).get(key)
+            return manifest_digest(ref)
+        except RegistryError:
+            pass
+        inspect = ["buildx", "imagetools", "inspect", ref, "--format", "{{json .Manifest}}"]
+        done = _capture([*self._docker_cmd(), *inspect])
+        try:
+            value = json.loads(done.stdout).get("digest") if done.returncode == 0 else None
         except (ValueError, AttributeError):
             return None
         return value if isinstance(value, str) and value.startswith("sha256:") else None

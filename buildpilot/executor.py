@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import signal
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -19,6 +19,7 @@ from buildpilot.console import Terminal
 from buildpilot.plan import BuildRequest, Plan
 from buildpilot.progress import ProgressTracker
 from buildpilot.redact import Redactor, secret_values
+from buildpilot.registry import image_name
 from buildpilot.results import ImageResult, Status, StepTiming, Timeline
 
 Clock = Callable[[], datetime]
@@ -371,25 +372,21 @@ def _error_text(outcome: BuildOutcome) -> str:
     return lines[-1].strip() if lines else f"buildx exited with code {outcome.returncode}"
 
 
-def pin(request: BuildRequest, digest: str, backend: Backend) -> str:
+def pin(request: BuildRequest, digest: str, backend: Backend, tags: Collection[str] = ()) -> str:
     """A ref that names exactly this build: by digest in a registry, by a digest tag locally.
 
-    The local image store resolves tags only, so a loaded base gets the tag `sha256-<hex>`.
+    The local image store resolves tags only, so a loaded base gets the tag `sha256-<hex>`
+    (unless it is among the image's `tags` already).
     """
     if request.output == "digest":
         return f"{request.repository}@{digest}"
     if request.output == "push":
-        repository = _repository_of(request.tags[0]) if request.tags else request.repository
+        repository = image_name(request.tags[0]) if request.tags else request.repository
         return f"{repository}@{digest}"
     local = f"{request.repository}:{digest.replace(':', '-')}"
-    backend.tag(digest, local)
+    if local not in tags:
+        backend.tag(digest, local)
     return local
-
-
-def _repository_of(tag: str) -> str:
-    """`host:5000/a/b:v1` -> `host:5000/a/b`."""
-    name, _, last = tag.rpartition("/")
-    return f"{name}/{last.split(':', 1)[0]}" if name else last.split(":", 1)[0]
 
 
 @contextmanager

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from buildpilot import graph
-from buildpilot.backend import Backend
+from buildpilot.backend import Backend, Found
 from buildpilot.cachemounts import persisted_mounts
 from buildpilot.changes import Prediction, check_against, predict
 from buildpilot.ci import CiContext, detect
@@ -275,8 +275,23 @@ def run_build(
         for name, d in prepared.decisions.items()
         if d.action is Action.SKIP
     }
-    reused = _find_reusable(plan, prepared.decisions, backend, retag=settings.skip_existing)
-    speculative = {} if settings.no_cache else _speculate(plan, backend, skip=[*skipped, *reused])
+    bases = {b for request in plan.requests.values() for b in request.image_contexts.values()}
+    existing = _lookup(
+        plan,
+        [
+            name
+            for name, decision in prepared.decisions.items()
+            if decision.action is Action.REUSE
+            or (decision.action is Action.BUILD and name in bases)
+        ],
+        backend,
+    )
+    reused = _find_reusable(
+        plan, prepared.decisions, existing, backend, retag=settings.skip_existing
+    )
+    speculative = (
+        {} if settings.no_cache else _speculate(plan, existing, backend, skip=[*skipped, *reused])
+    )
     to_run = Plan(
         requests={n: r for n, r in plan.requests.items() if n not in skipped},
         waves=[[n for n in wave if n not in skipped] for wave in plan.waves],
@@ -314,64 +329,70 @@ def run_build(
     return run
 
 
-def _existing(request: BuildRequest, backend: Backend) -> tuple[str, str] | None:
-    """(digest, pinned ref) of the image built from this request's inputs, if there is one."""
-    if request.fingerprint_tag is None:
-        return None
-    digest = backend.find(request.fingerprint_tag, registry=request.output == "push")
-    return None if digest is None else (digest, pin(request, digest, backend))
+def _lookup(plan: Plan, names: Iterable[str], backend: Backend) -> dict[str, Found]:
+    """The existing image built from each named request's inputs (by its fingerprint tag),
+    for those that have one: one batch per store."""
+    found: dict[str, Found] = {}
+    for registry in (True, False):
+        refs = {
+            tag: name
+            for name in names
+            if (tag := plan.requests[name].fingerprint_tag)
+            and (plan.requests[name].output == "push") == registry
+        }
+        found.update(
+            {refs[ref]: item for ref, item in backend.find(list(refs), registry=registry).items()}
+        )
+    return found
 
 
 def _find_reusable(
-    plan: Plan, decisions: Mapping[str, Decision], backend: Backend, *, retag: bool
+    plan: Plan,
+    decisions: Mapping[str, Decision],
+    existing: Mapping[str, Found],
+    backend: Backend,
+    *,
+    retag: bool,
 ) -> dict[str, Reused]:
-    """Images to reuse that exist, looked up (and retagged) in parallel; the others are built."""
-    wanted = [name for name, d in decisions.items() if d.action is Action.REUSE]
+    """Images to reuse that exist, retagged in parallel; the others are built."""
+    wanted = [n for n, d in decisions.items() if d.action is Action.REUSE and n in existing]
 
-    def reuse(name: str) -> Reused | None:
-        request = plan.requests[name]
-        found = _existing(request, backend)
-        if found is None:
-            return None
-        digest, pinned = found
+    def reuse(name: str) -> Reused:
+        request, found = plan.requests[name], existing[name]
         if retag:
-            _retag(request, digest, backend)
+            _retag(request, found, backend)
         result = ImageResult(
             name=name,
             status=Status.SKIPPED,
-            digest=digest,
+            digest=found.digest,
             tags=list(request.tags) if retag else [request.fingerprint_tag or ""],
             reason=f"reused {request.fingerprint_tag} ({decisions[name].reason})",
             fingerprint=request.fingerprint,
         )
-        return Reused(result=result, pinned=pinned)
+        return Reused(result=result, pinned=pin(request, found.digest, backend, found.tags))
 
     with ThreadPoolExecutor(max_workers=8) as pool:
-        found = dict(zip(wanted, pool.map(reuse, wanted), strict=True))
-    return {name: reused for name, reused in found.items() if reused is not None}
+        return dict(zip(wanted, pool.map(reuse, wanted), strict=True))
 
 
-def _speculate(plan: Plan, backend: Backend, *, skip: Iterable[str]) -> dict[str, str]:
+def _speculate(
+    plan: Plan, existing: Mapping[str, Found], backend: Backend, *, skip: Iterable[str]
+) -> dict[str, str]:
     """Pinned refs of existing images with the fingerprint of each base about to be built."""
-    bases = {
-        base
-        for request in plan.requests.values()
-        for base in request.image_contexts.values()
-        if base not in skip
+    bases = {b for request in plan.requests.values() for b in request.image_contexts.values()}
+    return {
+        base: pin(plan.requests[base], existing[base].digest, backend, existing[base].tags)
+        for base in bases.difference(skip).intersection(existing)
     }
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        found = dict(
-            zip(bases, pool.map(lambda b: _existing(plan.requests[b], backend), bases), strict=True)
-        )
-    return {base: item[1] for base, item in found.items() if item is not None}
 
 
-def _retag(request: BuildRequest, digest: str, backend: Backend) -> None:
+def _retag(request: BuildRequest, found: Found, backend: Backend) -> None:
     if request.output == "push":
-        backend.retag_remote(f"{request.repository}@{digest}", request.tags)
+        backend.retag_remote(f"{request.repository}@{found.digest}", request.tags)
     else:
         for tag in request.tags:
-            backend.tag(digest, tag)
+            if tag not in found.tags:
+                backend.tag(found.digest, tag)
 
 
 def _checked(image: ImageResult, prepared: Prepared) -> ImageResult:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from buildpilot.backend import BuildOutcome, EngineInfo, StatusCallback
+from buildpilot.backend import BuildOutcome, EngineInfo, Found, StatusCallback
 from buildpilot.console import Terminal
 from buildpilot.executor import ExecuteOptions, execute
 from buildpilot.plan import BuildRequest, Plan
@@ -60,8 +60,8 @@ class FakeBackend:
     def tag(self, source: str, target: str) -> None:
         pass
 
-    def find(self, ref: str, *, registry: bool) -> str | None:
-        return None
+    def find(self, refs: Sequence[str], *, registry: bool) -> dict[str, Found]:
+        return {}
 
     def retag_remote(self, source: str, tags: Sequence[str]) -> None:
         pass

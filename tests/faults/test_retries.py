@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from buildpilot import executor
-from buildpilot.backend import BuildOutcome, EngineInfo, StatusCallback
+from buildpilot.backend import BuildOutcome, EngineInfo, Found, StatusCallback
 from buildpilot.console import Terminal
 from buildpilot.executor import ExecuteOptions, execute
 from buildpilot.plan import BuildRequest, Output, Plan
@@ -50,8 +50,8 @@ class FailingBackend:
     def tag(self, source: str, target: str) -> None:
         pass
 
-    def find(self, ref: str, *, registry: bool) -> str | None:
-        return None
+    def find(self, refs: Sequence[str], *, registry: bool) -> dict[str, Found]:
+        return {}
 
     def retag_remote(self, source: str, tags: Sequence[str]) -> None:
         pass

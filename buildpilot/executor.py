@@ -23,9 +23,9 @@ from buildpilot.registry import image_name
 from buildpilot.results import ImageResult, Status, StepTiming, Timeline
 
 Clock = Callable[[], datetime]
-# Builds mostly wait on BuildKit, which throttles steps itself; a few buildx clients at once
-# keep independent images overlapping without crowding two cores.
-DEFAULT_JOBS = 4
+# Builds mostly wait on BuildKit, which schedules the steps of concurrent builds itself (bake
+# hands it every target at once); the cap only bounds the buildx clients (~40 MB each).
+DEFAULT_JOBS = 16
 # A push that failed on a transient registry error (5xx, a timeout, a reset connection), or
 # an export that lost a race for a tag in the local image store to a concurrent build, is
 # built again (from cache) up to this many times, after 1 s, 2 s, 4 s.
@@ -86,7 +86,9 @@ def execute(
     dependents as if they had just been built. `speculative` maps a base to the pinned ref of
     an existing image built from the same inputs (same fingerprint): its dependents start at
     once on that ref instead of waiting for the base's (cached) rebuild, and are built again
-    should the rebuilt base come out with another digest.
+    should the rebuilt base come out with another digest. A base being built releases its
+    dependents the same way as soon as BuildKit has exported its image, before its cache
+    export and the end of its build.
     """
     scheduler = _Scheduler(plan, backend, terminal, options, clock)
     for name, item in (reused or {}).items():
@@ -113,7 +115,10 @@ class _Scheduler:
         self.plan = plan
         self.backend = backend
         self.terminal = terminal
-        self.tools = _Tools(backend, terminal, clock, cachemounts.Injections())
+        bases = {b for request in plan.requests.values() for b in request.image_contexts.values()}
+        self.tools = _Tools(
+            backend, terminal, clock, cachemounts.Injections(), frozenset(bases), self._exported
+        )
         self.jobs = max(1, options.jobs)
         self.fail_fast = options.fail_fast
         self.results: dict[str, ImageResult] = {}
@@ -125,16 +130,21 @@ class _Scheduler:
         self.redo: set[str] = set()  # running images to build again when they finish
         self.stop_reason: str | None = None
         self.interrupted = False
+        self.lock = threading.Lock()  # guards `early` and `wake`, which build threads set
+        self.early: list[tuple[str, str]] = []  # (base, pinned ref) exported, still building
+        self.wake: Future[None] = Future()
 
     def run(self, pool: ThreadPoolExecutor) -> None:
         """Schedule until every image has a result."""
         while self.pending or self.running:
+            self._take_exports()
             self._abort_blocked()
             self._start_ready(pool)
             if not self.running:
                 continue
             try:
-                done, _ = wait(self.running, return_when=FIRST_COMPLETED)
+                waiting: list[Future[Any]] = [*self.running, self.wake]
+                done, _ = wait(waiting, return_when=FIRST_COMPLETED)
             except KeyboardInterrupt:
                 _ignore_further_signals()
                 self.interrupted = True
@@ -142,10 +152,24 @@ class _Scheduler:
                 self.tools.stop.set()
                 self.backend.interrupt()
                 continue
-            for future in done:
+            for future in done - {self.wake}:
                 name = self.running.pop(future)
                 result, ref = future.result()
                 self.finish(name, result, ref)
+
+    def _exported(self, base: str, ref: str) -> None:
+        """From a build thread: `base` is exported as `ref`; its dependents may start."""
+        with self.lock:
+            self.early.append((base, ref))
+            if not self.wake.done():
+                self.wake.set_result(None)
+
+    def _take_exports(self) -> None:
+        with self.lock:
+            early, self.early = self.early, []
+            if self.wake.done():
+                self.wake = Future()
+        self.speculative.update((base, ref) for base, ref in early if base not in self.results)
 
     def finish(self, name: str, result: ImageResult, ref: str | None) -> None:
         """Record a result; dependents built on a ref that turned out stale are built again."""
@@ -235,6 +259,8 @@ class _Tools:
     terminal: Terminal
     clock: Clock
     injections: cachemounts.Injections
+    bases: frozenset[str] = frozenset()  # images that dependents build on
+    exported: Callable[[str, str], None] = lambda base, ref: None  # a base's early pinned ref
     stop: threading.Event = field(default_factory=threading.Event)  # set on interrupt
 
 
@@ -253,10 +279,14 @@ def _build(
     redact = Redactor(secret_values(request))
     terminal.image_started(request.image)
     started = clock()
+    early: dict[str, str] = {}  # digest -> pinned ref, once exported (bases only)
 
     def on_status(status: dict[str, Any]) -> None:
         for step in tracker.feed(status):
             terminal.step_completed(request.image, redact.model(step, StepTiming))
+        if request.image in tools.bases and not early and (digest := tracker.exported_digest):
+            early[digest] = pin(request, digest, backend)
+            tools.exported(request.image, early[digest])
 
     phases, warnings, retries = [], [], []
     if request.persist_dir is not None:
@@ -295,13 +325,9 @@ def _build(
         status is Status.SUCCESS
     ):  # errors BuildKit tolerated (a cache miss on import) are no failure
         timeline = timeline.model_copy(update={"failed_step": None, "log_tail": []})
-    warnings = [*retries, *(f"{request.image}: {w}" for w in warnings)]
-    if timeline.cache_export_failed:
-        refs = ", ".join(r.split("ref=", 1)[-1].split(",", 1)[0] for r in request.cache.cache_to)
-        warnings.append(f"{request.image}: cache export to {refs} failed; the image itself is fine")
     pinned = None
     if status is Status.SUCCESS and outcome.digest:
-        pinned = pin(request, outcome.digest, backend)
+        pinned = early.get(outcome.digest) or pin(request, outcome.digest, backend)
     result = ImageResult(
         name=request.image,
         status=status,
@@ -313,12 +339,22 @@ def _build(
         tags=list(request.tags),
         reason=reason or (_error_text(outcome) if status is Status.FAILED else None),
         command=["docker", *argv],
-        warnings=warnings,
+        warnings=[*retries, *_warnings(request, timeline, warnings)],
     )
     result = redact.model(result, ImageResult)
     for warning in result.warnings[len(retries) :]:  # retries were shown as they came
         terminal.warn(warning)
     return result, pinned
+
+
+def _warnings(request: BuildRequest, timeline: Timeline, problems: list[str]) -> list[str]:
+    """What to tell about a build that did not fail it: cache mount problems, a failed
+    cache export."""
+    warnings = [f"{request.image}: {problem}" for problem in problems]
+    if timeline.cache_export_failed:
+        refs = ", ".join(r.split("ref=", 1)[-1].split(",", 1)[0] for r in request.cache.cache_to)
+        warnings.append(f"{request.image}: cache export to {refs} failed; the image itself is fine")
+    return warnings
 
 
 def _status(outcome: BuildOutcome, timeline: Timeline) -> tuple[Status, str | None]:

@@ -38,6 +38,8 @@ _MAX_PENDING_CHARS = 64 << 20  # a "pretty object" longer than this is garbage: 
 _BRACKET = re.compile(r"\[([^\]\n]*)\][ \t]*(.*)", re.DOTALL)
 _COUNT = re.compile(r"(\d+)/(\d+)")
 _FRACTION = re.compile(r"(\.\d{6})\d+")
+_EXPORT_VERTEX = "exporting to image"
+_EXPORTED = re.compile(r"exporting manifest (list )?(sha256:[0-9a-f]{64})$")
 
 StepName = tuple[str | None, int | None, int | None, str | None]
 
@@ -374,6 +376,7 @@ class ProgressTracker:
         self._logs: dict[str, bytearray] = {}
         self._warnings: list[str] = []
         self._order = 0
+        self._exported: dict[bool, set[str]] = {False: set(), True: set()}  # is list -> digests
 
     @property
     def warnings(self) -> list[str]:
@@ -391,6 +394,7 @@ class ProgressTracker:
         touched = [d for d in map(self._take_vertex, _dicts(event.get("vertexes"))) if d]
         for status in _dicts(event.get("statuses")):
             self._see(status.get("vertex"), status.get("timestamp"), status.get("completed"))
+            self._take_export(status)
         for log in _dicts(event.get("logs")):
             self._take_log(log)
         for warning in _dicts(event.get("warnings")):
@@ -398,6 +402,24 @@ class ProgressTracker:
             if text and text not in self._warnings:
                 self._warnings.append(text)
         return self._newly_completed(touched)
+
+    @property
+    def exported_digest(self) -> str | None:
+        """The image's digest once BuildKit has finished exporting it (stored or pushed),
+        which is before the cache export and the end of the build; None until then, and
+        when the export named no single manifest or manifest list."""
+        exporter = [v for v in self._vertices.values() if v.name == _EXPORT_VERTEX]
+        if len(exporter) != 1 or exporter[0].completed is None or exporter[0].error:
+            return None
+        lists, manifests = self._exported[True], self._exported[False]
+        found = lists or manifests
+        return next(iter(found)) if len(found) == 1 else None
+
+    def _take_export(self, status: dict[str, Any]) -> None:
+        vertex = self._vertices.get(status.get("vertex") or "")
+        match = _EXPORTED.match(str(status.get("id") or ""))
+        if vertex is not None and vertex.name == _EXPORT_VERTEX and match:
+            self._exported[bool(match.group(1))].add(match.group(2))
 
     def log_tail(self, vertex_digest: str, n: int = 20) -> list[str]:
         """The last `n` lines a vertex wrote (stdout and stderr, in arrival order)."""

@@ -6,6 +6,7 @@ import io
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,13 @@ class FakeBackend:
         failing: Sequence[str] = (),
         delay: float = 0.05,
         digests: dict[str, str] | None = None,
+        exported: dict[str, str] | None = None,
     ) -> None:
         self.failing = set(failing)
         self.delay = delay
         self.digests = digests or {}
+        self.exported = exported or {}  # image -> digest BuildKit reports exported at once
+        self.spans: dict[str, tuple[float, float]] = {}  # image -> its last build's start, end
         self.started: list[str] = []
         self.argvs: dict[str, list[list[str]]] = {}
         self.running = 0
@@ -49,9 +53,14 @@ class FakeBackend:
             self.argvs.setdefault(name, []).append(list(argv))
             self.running += 1
             self.most_running = max(self.most_running, self.running)
+        start = time.monotonic()
+        if name in self.exported:  # the image is out; its cache export takes the delay
+            for event in export_events(self.exported[name]):
+                on_status(event)
         time.sleep(self.delay)
         with self.lock:
             self.running -= 1
+            self.spans[name] = (start, time.monotonic())
         if name in self.failing:
             return BuildOutcome(returncode=1, text_lines=[f"ERROR: {name} broke"])
         digest = self.digests.get(name, f"sha256:{name}")
@@ -68,6 +77,17 @@ class FakeBackend:
 
     def interrupt(self) -> None:
         pass
+
+
+def export_events(digest: str) -> list[dict[str, Any]]:
+    """BuildKit's events for an image export that finished and named `digest`."""
+    vertex = {"digest": "sha256:x", "name": "exporting to image"}
+    stamp = "2026-01-01T00:00:00Z"
+    return [
+        {"vertexes": [{**vertex, "started": stamp}]},
+        {"statuses": [{"id": f"exporting manifest {digest}", "vertex": "sha256:x"}]},
+        {"vertexes": [{**vertex, "started": stamp, "completed": stamp}]},
+    ]
 
 
 def request(name: str, *bases: str) -> BuildRequest:
@@ -191,3 +211,37 @@ def test_a_cache_mount_is_seeded_once_per_run(tmp_path: Path) -> None:
     assert first.name.startswith("injected 1 cache mount(s)")
     assert again.name == f"{first.name} (earlier in this run)"
     assert len(backend.started) == 1  # one seeding build, not two
+
+
+BASE = "sha256:" + "b" * 64
+
+
+def test_an_exported_base_releases_its_dependents_before_its_build_ends() -> None:
+    backend = FakeBackend(delay=0.3, digests={"base": BASE}, exported={"base": BASE})
+    result = execute(DIAMOND, backend, terminal(), ExecuteOptions(jobs=4))
+    assert statuses(result.images) == dict.fromkeys(["base", "stt", "tts", "edge"], Status.SUCCESS)
+    base_end = backend.spans["base"][1]
+    assert backend.spans["stt"][0] < base_end  # started during the base's cache export
+    assert backend.spans["tts"][0] < base_end
+    assert len(backend.argvs["stt"]) == 1  # the exported digest was the final one
+    assert f"base=docker-image://r/base:{BASE.replace(':', '-')}" in backend.argvs["stt"][0]
+
+
+def test_dependents_of_an_export_that_came_out_otherwise_are_built_again() -> None:
+    backend = FakeBackend(
+        delay=0.2, digests={"base": BASE}, exported={"base": "sha256:" + "0" * 64}
+    )
+    result = execute(DIAMOND, backend, terminal(), ExecuteOptions(jobs=4))
+    assert statuses(result.images) == dict.fromkeys(["base", "stt", "tts", "edge"], Status.SUCCESS)
+    assert len(backend.argvs["stt"]) == 2
+    assert f"base=docker-image://r/base:{BASE.replace(':', '-')}" in backend.argvs["stt"][-1]
+
+
+def test_an_export_does_not_release_an_ordering_only_dependent() -> None:
+    """`depends_on` without an `image:` context orders builds: it waits for the whole build."""
+    after = replace(request("after"), dependencies=("base",))
+    backend = FakeBackend(delay=0.2, digests={"base": BASE}, exported={"base": BASE})
+    ordered = plan(request("base"), after, waves=[["base"], ["after"]])
+    result = execute(ordered, backend, terminal(), ExecuteOptions(jobs=4))
+    assert statuses(result.images) == {"base": Status.SUCCESS, "after": Status.SUCCESS}
+    assert backend.spans["after"][0] >= backend.spans["base"][1]

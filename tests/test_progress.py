@@ -568,3 +568,80 @@ def test_vertices_of_a_concurrent_build_are_left_out() -> None:
     timeline = tracker.timeline()
     assert [s.name for s in timeline.steps if s.stage] == names[:3]
     assert [(s.name, s.steps, s.cached) for s in timeline.stages] == [("stage-0", 3, 3)]
+
+
+# --------------------------------------------------------------------------- early export
+
+
+def first_export(name: str) -> tuple[str | None, Timeline]:
+    """The digest the tracker reports once the image is exported, and the timeline then."""
+    tracker = ProgressTracker()
+    for event in replay(name).events:
+        tracker.feed(event)
+        if tracker.exported_digest is not None:
+            return tracker.exported_digest, tracker.timeline()
+    return None, tracker.timeline()
+
+
+def test_exported_digest_is_known_before_the_cache_export_ends() -> None:
+    digest, then = first_export("cache_export_to_registry.rawjson")
+    assert digest == "sha256:1f780146054e1efe7ee2f0880f6ca7c3d5c3f7e7a465fb91c1560b7a61016b51"
+    export = [s for s in then.steps if s.name == "exporting cache to registry"]
+    assert all(s.completed is None for s in export)  # not yet finished, or not yet begun
+
+
+@pytest.mark.parametrize("name", ["cache_import_and_push.rawjson", "multistage_cold.rawjson"])
+def test_exported_digest_is_the_manifest_buildkit_wrote(name: str) -> None:
+    text = (DATA / name).read_text(encoding="utf-8")
+    digest, _ = first_export(name)
+    assert digest is not None
+    assert f"exporting manifest {digest}" in text
+
+
+def test_no_exported_digest_for_a_failed_build() -> None:
+    assert first_export("failing_step.rawjson")[0] is None
+
+
+def export_events(*ids: str, completed: bool = True) -> list[dict[str, object]]:
+    vertex = {
+        "digest": "sha256:exp",
+        "name": "exporting to image",
+        "started": "2026-01-01T00:00:00Z",
+    }
+    if completed:
+        vertex["completed"] = "2026-01-01T00:00:01Z"
+    statuses = [{"id": i, "vertex": "sha256:exp", "completed": "2026-01-01T00:00:01Z"} for i in ids]
+    return [
+        {"vertexes": [{k: v for k, v in vertex.items() if k != "completed"}]},
+        {"statuses": statuses},
+        {"vertexes": [vertex]},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("ids", "completed", "expected"),
+    [
+        ([f"exporting manifest sha256:{'a' * 64}"], True, f"sha256:{'a' * 64}"),
+        ([f"exporting manifest sha256:{'a' * 64}"], False, None),  # still exporting
+        (  # two platforms: the list is the image
+            [
+                f"exporting manifest sha256:{'a' * 64}",
+                f"exporting manifest sha256:{'b' * 64}",
+                f"exporting manifest list sha256:{'c' * 64}",
+            ],
+            True,
+            f"sha256:{'c' * 64}",
+        ),
+        (  # two manifests and no list: ambiguous, wait for the metadata file
+            [f"exporting manifest sha256:{'a' * 64}", f"exporting manifest sha256:{'b' * 64}"],
+            True,
+            None,
+        ),
+        (["writing image sha256:" + "d" * 64], True, None),  # classic store: config digest
+    ],
+)
+def test_exported_digest_rules(ids: list[str], completed: bool, expected: str | None) -> None:
+    tracker = ProgressTracker()
+    for event in export_events(*ids, completed=completed):
+        tracker.feed(event)
+    assert tracker.exported_digest == expected

@@ -8,6 +8,7 @@ import os
 import secrets
 import subprocess
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -438,7 +439,8 @@ def test_dependents_start_on_an_unchanged_base_without_waiting(repo: Repo, names
     first = images(repo.last_run().images)
     assert first["base"].completed is not None
     assert first["stt"].started is not None
-    assert first["stt"].started >= first["base"].completed  # no image of base existed yet
+    # No image of base existed yet: stt waited for base's image (not for its cache export).
+    assert first["stt"].started >= last_step_completed(first["base"])
 
     assert repo.buildpilot("build", "stt")[0] == 0
     second = images(repo.last_run().images)
@@ -451,6 +453,28 @@ def test_dependents_start_on_an_unchanged_base_without_waiting(repo: Repo, names
         in second["stt"].command
     )
     assert all(cached for _, cached in dockerfile_steps(second["stt"]))
+
+
+def last_step_completed(image: ImageResult) -> datetime:
+    return max(s.completed for s in image.timeline.steps if s.stage and s.completed)
+
+
+def test_dependents_start_once_the_base_is_exported(repo: Repo, namespace: str) -> None:
+    service_repo(repo, namespace)
+    blob = "RUN head -c 30000000 /dev/urandom > /blob\n"  # a cache export that takes a while
+    repo.write({"base/Dockerfile": (repo.root / "base/Dockerfile").read_text() + blob})
+    repo.commit()
+    code, output = repo.buildpilot("build", "stt", "tts", "--push")
+    assert code == 0, output
+    run = images(repo.last_run().images)
+    assert run["base"].completed is not None
+    for name in ("stt", "tts"):
+        started = run[name].started
+        assert started is not None
+        assert last_step_completed(run["base"]) <= started < run["base"].completed
+        assert f"base=docker-image://{namespace}/base@{run['base'].digest}" in run[name].command
+        assert run[name].status is Status.SUCCESS
+    assert "again" not in output  # the exported digest was the built one
 
 
 def test_a_stale_speculated_base_rebuilds_its_dependents(repo: Repo, namespace: str) -> None:

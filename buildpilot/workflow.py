@@ -256,7 +256,10 @@ def run_build(
     plan = prepared.plan
     for warning in preflight(project, plan, env):
         terminal.warn(warning)
-    engine = backend.check(builder=settings.builder or project.config.builder)
+    with ThreadPoolExecutor(max_workers=1) as pool:  # the engine probe beside the lookups
+        probe = pool.submit(backend.check, builder=settings.builder or project.config.builder)
+        existing = _lookup(plan, _to_look_up(prepared), backend)
+        engine = probe.result()
     has_base_contexts = any(r.image_contexts for r in plan.requests.values())
     if engine.driver != "docker" and settings.output == "load" and has_base_contexts:
         raise EngineError(
@@ -275,17 +278,6 @@ def run_build(
         for name, d in prepared.decisions.items()
         if d.action is Action.SKIP
     }
-    bases = {b for request in plan.requests.values() for b in request.image_contexts.values()}
-    existing = _lookup(
-        plan,
-        [
-            name
-            for name, decision in prepared.decisions.items()
-            if decision.action is Action.REUSE
-            or (decision.action is Action.BUILD and name in bases)
-        ],
-        backend,
-    )
     reused = _find_reusable(
         plan, prepared.decisions, existing, backend, retag=settings.skip_existing
     )
@@ -344,6 +336,17 @@ def _lookup(plan: Plan, names: Iterable[str], backend: Backend) -> dict[str, Fou
             {refs[ref]: item for ref, item in backend.find(list(refs), registry=registry).items()}
         )
     return found
+
+
+def _to_look_up(prepared: Prepared) -> list[str]:
+    """Images whose existing build matters: those to reuse, and bases to speculate on."""
+    requests = prepared.plan.requests.values()
+    bases = {base for request in requests for base in request.image_contexts.values()}
+    return [
+        name
+        for name, decision in prepared.decisions.items()
+        if decision.action is Action.REUSE or (decision.action is Action.BUILD and name in bases)
+    ]
 
 
 def _find_reusable(

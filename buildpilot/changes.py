@@ -88,10 +88,14 @@ class _Sides:
     _ignores: dict[tuple[Path, Path | None], tuple[IgnoreMatcher, IgnoreMatcher, bool]] = field(
         default_factory=dict
     )
+    _rels: dict[Path, str] = field(default_factory=dict)
 
     def rel(self, path: Path) -> str:
         """`path` relative to the repository top level, `/`-separated."""
-        return path.resolve().relative_to(self.top).as_posix()
+        found = self._rels.get(path)
+        if found is None:
+            found = self._rels[path] = self.project.real_path(path).relative_to(self.top).as_posix()
+        return found
 
     def changed_under(self, directory: Path) -> list[str]:
         """Changed files under `directory`, relative to it."""
@@ -469,7 +473,7 @@ class _StagePredictor:
             return self._image_context_reasons(name, reason)
         if "://" in value:
             return []
-        directory = (self.sides.project.root / value).resolve()
+        directory = self.sides.project.real_path(self.sides.project.root / value)
         changed = self.sides.changed_under(directory)
         return self._files_read(directory, changed, paths, reason, main=False)
 

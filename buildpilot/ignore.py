@@ -444,8 +444,9 @@ class IgnoreMatcher:
 
     @classmethod
     def from_text(cls, text: str) -> IgnoreMatcher:
-        """The matcher for the content of an ignore file."""
-        return cls(tuple(read_ignore_text(text)))
+        """The matcher for the content of an ignore file (one per text: images built from
+        one context share its ignore file)."""
+        return _matcher_of(text)
 
     @classmethod
     def from_file(cls, path: Path | None) -> IgnoreMatcher:
@@ -570,3 +571,8 @@ def files_read(patterns: Sequence[str], files: Iterable[str], ignore: IgnoreMatc
         for rel in files
         if any(source_reads(pattern, rel) for pattern in patterns) and not ignore.ignored(rel)
     }
+
+
+@lru_cache(maxsize=256)
+def _matcher_of(text: str) -> IgnoreMatcher:
+    return IgnoreMatcher(tuple(read_ignore_text(text)))

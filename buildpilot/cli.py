@@ -276,7 +276,7 @@ def plan_command(
 ) -> None:
     """Show what a build would do: affected images in build order, with reasons and the
     first step of each stage that will run again."""
-    from buildpilot import report
+    from buildpilot import planreport, report
     from buildpilot.console import Terminal
     from buildpilot.workflow import make_forecast
 
@@ -284,10 +284,12 @@ def plan_command(
     with _user_errors(terminal):
         project = _project(config)
         forecast = make_forecast(project, images or [], since=since, fingerprints=with_fingerprints)
+        data = planreport.plan_data(forecast)
         if as_json:
-            typer.echo(report.plan_json(forecast))
+            typer.echo(planreport.plan_json(data))
         else:
-            terminal.print(*report.plan_view(forecast))
+            text = lambda width: planreport.plan_text(data, width=width)  # noqa: E731
+            terminal.show(text, *report.plan_view(data))
 
 
 @app.command()

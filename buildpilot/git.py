@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from buildpilot.errors import GitError
 
@@ -74,7 +76,34 @@ def toplevel(root: Path) -> Path:
 
 def changed_files(root: Path, ref: str) -> ChangeSet:
     """Committed changes since the merge base of `ref` and HEAD, plus staged, unstaged and
-    untracked (not ignored) files. A rename counts on both sides; a deletion counts too."""
+    untracked (not ignored) files. A rename counts on both sides; a deletion counts too.
+
+    The top level (with `ref` checked), the merge base followed by the diff to it, and the
+    untracked files are asked for at once; if any of them fails, they are asked again one
+    after the other, for the error that says why.
+    """
+    since_base = _in_background(lambda: _diff_since_merge_base(root, ref))
+    untracked_files = _in_background(lambda: _git(root, *_UNTRACKED, "--full-name", "--", ":/"))
+    checked = _git(root, "rev-parse", "--show-toplevel", "--verify", "--quiet", f"{ref}^{{commit}}")
+    base, diff = since_base()
+    untracked = untracked_files()
+    if checked is None or base is None or diff is None or untracked is None:
+        return _changed_files_stepwise(root, ref)
+    top = Path(checked.split("\n", 1)[0])
+    return _change_set(ref, base, top, diff, untracked)
+
+
+_UNTRACKED = ("ls-files", "--others", "--exclude-standard", "-z")
+# A diff prints paths from the top level, unless `diff.relative` says otherwise.
+_DIFF = ("-c", "diff.relative=false", "diff", "--name-status", "--no-renames", "-z")
+
+
+def _diff_since_merge_base(root: Path, ref: str) -> tuple[str | None, str | None]:
+    base = _git(root, "merge-base", ref, "HEAD")
+    return base, None if base is None else _git(root, *_DIFF, base.strip())
+
+
+def _changed_files_stepwise(root: Path, ref: str) -> ChangeSet:
     top = toplevel(root)
     _require_ref(top, ref)
     try:
@@ -84,9 +113,13 @@ def changed_files(root: Path, ref: str) -> ChangeSet:
             f"no merge base between {ref} and HEAD: the history between them is missing",
             hint=_FETCH_HINT.format(ref=ref),
         ) from None
+    diff = run_git(top, *_DIFF, base)
+    untracked = run_git(top, *_UNTRACKED)
+    return _change_set(ref, base, top, diff, untracked)
+
+
+def _change_set(ref: str, base: str, top: Path, diff: str, untracked: str) -> ChangeSet:
     # --no-renames lists a rename as a deletion and an addition: both sides count.
-    diff = run_git(top, "diff", "--name-status", "--no-renames", "-z", base)
-    untracked = run_git(top, "ls-files", "--others", "--exclude-standard", "-z")
     files: set[str] = set()
     deleted: set[str] = set()
     fields = diff.split("\0")
@@ -97,8 +130,23 @@ def changed_files(root: Path, ref: str) -> ChangeSet:
                 deleted.add(path)
     files.update(p for p in untracked.split("\0") if p)
     return ChangeSet(
-        ref=ref, base=base, root=top, files=frozenset(files), deleted=frozenset(deleted)
+        ref=ref, base=base.strip(), root=top, files=frozenset(files), deleted=frozenset(deleted)
     )
+
+
+def _git(root: Path, *args: str) -> str | None:
+    """The stdout of git in `root`, or None when it fails (git missing included)."""
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(root), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None
 
 
 def file_at(top: Path, commit: str, path: str) -> str | None:
@@ -145,3 +193,29 @@ def _require_ref(top: Path, ref: str) -> None:
         raise GitError(
             f"--since {ref}: {where} has no commit {ref}", hint=_FETCH_HINT.format(ref=ref)
         ) from None
+
+
+_T = TypeVar("_T")
+
+
+def _in_background(call: Callable[[], _T]) -> Callable[[], _T]:
+    """Start `call` on a thread of its own; the function returned waits for its result."""
+    result: list[_T] = []
+    error: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(call())
+        except BaseException as exc:  # noqa: BLE001 - raised again by the waiting side
+            error.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+
+    def wait() -> _T:
+        thread.join()
+        if error:
+            raise error[0]
+        return result[0]
+
+    return wait

@@ -20,59 +20,20 @@ from buildpilot.dockerfile import DockerfileModel, Instruction, Source, Stage, p
 from buildpilot.errors import BuildpilotError
 from buildpilot.ignore import IgnoreMatcher, ignore_file_for, source_reads
 from buildpilot.mirrors import mirror_inputs
+from buildpilot.prediction import ImagePrediction, Prediction, Reason, StepPrediction, reason_line
 from buildpilot.results import PredictedStep, PredictionCheck, StepTiming
 
+__all__ = [  # the records live in prediction.py; the build path imports them from here
+    "ImagePrediction",
+    "Prediction",
+    "Reason",
+    "StepPrediction",
+    "check_against",
+    "predict",
+    "reason_line",
+]
+
 ReadAtBase = Callable[[str], str | None]  # repo-relative path -> text at the merge base
-
-
-@dataclass(frozen=True)
-class Reason:
-    """Why a step misses: file -> Dockerfile:line instruction -> stage."""
-
-    file: str
-    dockerfile: str
-    line: int
-    instruction: str
-    stage: str
-    detail: str
-
-
-@dataclass(frozen=True)
-class StepPrediction:
-    """One Dockerfile step of a stage the target builds, and whether it will be cached."""
-
-    stage: str
-    line: int
-    instruction: str
-    cached: bool
-
-
-@dataclass(frozen=True)
-class ImagePrediction:
-    """The forecast for one image."""
-
-    name: str
-    affected: bool
-    reasons: tuple[Reason, ...] = ()
-    steps: tuple[StepPrediction, ...] = ()
-
-    def first_misses(self) -> dict[str, StepPrediction]:
-        """The first step of each stage that will run again."""
-        misses: dict[str, StepPrediction] = {}
-        for step in self.steps:
-            if not step.cached:
-                misses.setdefault(step.stage, step)
-        return misses
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """The forecast for every image of a plan."""
-
-    since: str
-    base: str
-    changed_files: tuple[str, ...]
-    images: Mapping[str, ImagePrediction]
 
 
 @dataclass
@@ -577,12 +538,4 @@ def check_against(
         affected=forecast.affected,
         reasons=[reason_line(r) for r in forecast.reasons],
         steps=rows,
-    )
-
-
-def reason_line(reason: Reason) -> str:
-    """`file -> Dockerfile:line instruction [stage]: detail`."""
-    return (
-        f"{reason.file} -> {reason.dockerfile}:{reason.line} {reason.instruction} "
-        f"[{reason.stage}]: {reason.detail}"
     )

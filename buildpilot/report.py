@@ -18,8 +18,8 @@ from rich.table import Table
 from rich.text import Text
 
 from buildpilot import planreport
-from buildpilot.changes import reason_line
 from buildpilot.planreport import PlanData
+from buildpilot.prediction import reason_line
 from buildpilot.results import (
     ImageResult,
     PhaseTiming,

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import subprocess
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 from buildpilot.errors import GitError
 
@@ -76,31 +74,51 @@ def toplevel(root: Path) -> Path:
 
 def changed_files(root: Path, ref: str) -> ChangeSet:
     """Committed changes since the merge base of `ref` and HEAD, plus staged, unstaged and
-    untracked (not ignored) files. A rename counts on both sides; a deletion counts too.
+    untracked (not ignored) files. A rename counts on both sides; a deletion counts too."""
+    return PendingChanges(root, ref).result()
 
-    The top level (with `ref` checked), the merge base followed by the diff to it, and the
-    untracked files are asked for at once; if any of them fails, they are asked again one
-    after the other, for the error that says why.
+
+class PendingChanges:
+    """`changed_files(root, ref)`, asked of git as soon as this is made.
+
+    Four git processes run at once: the top level (with `ref` checked), the merge base, the
+    diff from it (`--merge-base`, git 2.30), and the untracked files. If any of them fails
+    (an old git, several merge bases, a missing ref...), the questions are asked again one
+    after the other, as before `--merge-base` existed, for the answer or the error that says
+    why.
     """
-    since_base = _in_background(lambda: _diff_since_merge_base(root, ref))
-    untracked_files = _in_background(lambda: _git(root, *_UNTRACKED, "--full-name", "--", ":/"))
-    checked = _git(root, "rev-parse", "--show-toplevel", "--verify", "--quiet", f"{ref}^{{commit}}")
-    base, diff = since_base()
-    untracked = untracked_files()
-    if checked is None or base is None or diff is None or untracked is None:
-        return _changed_files_stepwise(root, ref)
-    top = Path(checked.split("\n", 1)[0])
-    return _change_set(ref, base, top, diff, untracked)
+
+    def __init__(self, root: Path, ref: str) -> None:
+        self.root = root
+        self.ref = ref
+        self._running = [
+            _start(
+                root, "rev-parse", "--show-toplevel", "--verify", "--quiet", f"{ref}^{{commit}}"
+            ),
+            _start(root, "merge-base", ref, "HEAD"),
+            _start(root, *_DIFF, "--merge-base", ref, "--"),
+            _start(root, *_UNTRACKED, "--full-name", "--", ":/"),
+        ]
+
+    def result(self) -> ChangeSet:
+        """Wait for the answer; raise GitError where git has none."""
+        top, base, diff, untracked = (_finish(process) for process in self._running)
+        if top is None or base is None or diff is None or untracked is None:
+            return _changed_files_stepwise(self.root, self.ref)
+        return _change_set(self.ref, base, Path(top.split("\n", 1)[0]), diff, untracked)
+
+    def cancel(self) -> None:
+        """Stop git where it still runs: the answer is not wanted."""
+        for process in self._running:
+            if process is not None and process.poll() is None:
+                process.kill()
+            if process is not None:
+                process.communicate()
 
 
 _UNTRACKED = ("ls-files", "--others", "--exclude-standard", "-z")
 # A diff prints paths from the top level, unless `diff.relative` says otherwise.
 _DIFF = ("-c", "diff.relative=false", "diff", "--name-status", "--no-renames", "-z")
-
-
-def _diff_since_merge_base(root: Path, ref: str) -> tuple[str | None, str | None]:
-    base = _git(root, "merge-base", ref, "HEAD")
-    return base, None if base is None else _git(root, *_DIFF, base.strip())
 
 
 def _changed_files_stepwise(root: Path, ref: str) -> ChangeSet:
@@ -134,19 +152,30 @@ def _change_set(ref: str, base: str, top: Path, diff: str, untracked: str) -> Ch
     )
 
 
-def _git(root: Path, *args: str) -> str | None:
-    """The stdout of git in `root`, or None when it fails (git missing included)."""
+def _start(root: Path, *args: str) -> subprocess.Popen[str] | None:
+    """git running in `root`, its stdout piped; None when it cannot start."""
     try:
-        done = subprocess.run(
+        return subprocess.Popen(
             ["git", "-C", str(root), *args],
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
             text=True,
-            check=False,
-            timeout=60,
         )
-    except (OSError, subprocess.TimeoutExpired):
+    except OSError:
         return None
-    return done.stdout if done.returncode == 0 else None
+
+
+def _finish(process: subprocess.Popen[str] | None) -> str | None:
+    """The stdout of a git started by `_start`, or None when it failed."""
+    if process is None:
+        return None
+    try:
+        out, _ = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        return None
+    return out if process.returncode == 0 else None
 
 
 def file_at(top: Path, commit: str, path: str) -> str | None:
@@ -193,29 +222,3 @@ def _require_ref(top: Path, ref: str) -> None:
         raise GitError(
             f"--since {ref}: {where} has no commit {ref}", hint=_FETCH_HINT.format(ref=ref)
         ) from None
-
-
-_T = TypeVar("_T")
-
-
-def _in_background(call: Callable[[], _T]) -> Callable[[], _T]:
-    """Start `call` on a thread of its own; the function returned waits for its result."""
-    result: list[_T] = []
-    error: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            result.append(call())
-        except BaseException as exc:  # noqa: BLE001 - raised again by the waiting side
-            error.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-
-    def wait() -> _T:
-        thread.join()
-        if error:
-            raise error[0]
-        return result[0]
-
-    return wait

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 ELLIPSIS = "…"
 MIN_WIDTH = 20
+PLAIN_WIDTH = 120  # width of a table printed to a file or CI log, where no width is known
 # Box HEAVY_HEAD (rich/box.py): top, header row, header separator, body rows, bottom.
 _TOP = ("┏", "━", "┳", "┓")
 _HEAD = ("┃", "┃", "┃")
@@ -58,11 +59,14 @@ def table(
     table_width = sum(widths) + extra
     lines = _wrap(title, table_width, pad=True) if title else []
     lines.append(_rule(_TOP, widths))
+    laid_out: dict[tuple[str, int], list[str]] = {}  # most cells of a plan say the same
     for index in range(len(rows) + 1):
-        cells = [
-            _cell(column[index], cell_width)
-            for column, cell_width in zip(columns, widths, strict=True)
-        ]
+        cells = []
+        for column, cell_width in zip(columns, widths, strict=True):
+            key = (column[index], cell_width)
+            if key not in laid_out:
+                laid_out[key] = _cell(*key)
+            cells.append(list(laid_out[key]))
         height = max(len(cell) for cell in cells)
         for cell, cell_width in zip(cells, widths, strict=True):
             blank = [" " * cell_width] * (height - len(cell))
@@ -141,7 +145,7 @@ def _measure_column(cells: Sequence[str], max_width: int) -> tuple[int, int]:
     """Table._measure_column: the widest minimum and maximum of the padded cells."""
     if max_width < 1:
         return 0, 0
-    measures = [_measure_padded(cell, max_width) for cell in cells]
+    measures = [_measure_padded(cell, max_width) for cell in set(cells)]
     low = max((m[0] for m in measures), default=1)
     high = max((m[1] for m in measures), default=max_width)
     return min(low, max_width), min(high, max_width)

@@ -15,13 +15,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from buildpilot import CONFIG_NAME
 from buildpilot.dockerfile import KNOWN_COMMANDS, DockerfileError, parse_dockerfile
 from buildpilot.errors import ConfigError
 from buildpilot.graph import find_cycle
 from buildpilot.size import parse_size
 from buildpilot.yamlsource import Loc, YamlError, YamlSource, load_yaml
 
-CONFIG_NAME = "buildpilot.yaml"
 IMAGE_CONTEXT_PREFIX = "image:"
 TAG_FIELDS = frozenset({"registry", "name", "git_sha", "short_sha", "branch"})
 RELEASE_FIELDS = TAG_FIELDS | {"version"}

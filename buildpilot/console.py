@@ -38,9 +38,8 @@ from buildpilot.report import (
     step_instruction,
 )
 from buildpilot.results import ImageResult, Status, StepTiming
-from buildpilot.texttable import truncate
+from buildpilot.texttable import PLAIN_WIDTH, truncate
 
-PLAIN_WIDTH = 120  # width of tables printed to a file or CI log, where no width is known
 LINE_INSTRUCTION_WIDTH = 100  # characters of an instruction in a plain progress line
 LIVE_INSTRUCTION_WIDTH = 50  # characters of an instruction in the live view
 

@@ -29,8 +29,12 @@ __all__ = [  # the records live in prediction.py; the build path imports them fr
     "Reason",
     "StepPrediction",
     "check_against",
+    "image_model",
+    "meta_reasons",
     "predict",
     "reason_line",
+    "short_instruction",
+    "stage_name",
 ]
 
 ReadAtBase = Callable[[str], str | None]  # repo-relative path -> text at the merge base
@@ -122,17 +126,8 @@ def _predict_image(
 ) -> ImagePrediction:
     project = sides.project
     image = project.image(name)
-    dockerfile_path = project.dockerfile(name)
-    dockerfile_rel = sides.rel(dockerfile_path)
-    text = dockerfile_path.read_text(encoding="utf-8")
-    model = parse_dockerfile(
-        text, path=dockerfile_rel, build_args=image.args, named_contexts=tuple(image.contexts)
-    )
-    args = _effective_args(project, name, model)  # mirror args are build args too
-    if args != image.args:
-        model = parse_dockerfile(
-            text, path=dockerfile_rel, build_args=args, named_contexts=tuple(image.contexts)
-        )
+    dockerfile_rel = sides.rel(project.dockerfile(name))
+    model, args = image_model(project, name, dockerfile_rel)
     stages = model.needed_stages(image.target)
     whole = _whole_image_reason(sides, name, image, dockerfile_rel, stages[0] if stages else None)
     old_model = None if whole else _old_model(sides, name, model, args, dockerfile_rel)
@@ -158,6 +153,20 @@ def _predict_image(
     )
 
 
+def image_model(project: Project, name: str, path: str) -> tuple[DockerfileModel, dict[str, str]]:
+    """The Dockerfile of image `name` as its build reads it, named `path` in errors: parsed
+    with the image's build args and the mirror args it declares (build args too); and those
+    args."""
+    image = project.image(name)
+    text = project.dockerfile(name).read_text(encoding="utf-8")
+    contexts = tuple(image.contexts)
+    model = parse_dockerfile(text, path=path, build_args=image.args, named_contexts=contexts)
+    args = _effective_args(project, name, model)
+    if args != image.args:
+        model = parse_dockerfile(text, path=path, build_args=args, named_contexts=contexts)
+    return model, args
+
+
 def _config_only_reasons(
     sides: _Sides,
     name: str,
@@ -179,12 +188,18 @@ def _config_only_reasons(
                 dockerfile_rel,
                 first.line if first else 1,
                 f"FROM {first.base}" if first else "FROM",
-                _stage_name(first) if first else "-",
+                stage_name(first) if first else "-",
                 f"config changed: images.{name}.labels (image config only; every step cached)",
             )
         ]
-    if old_model is None:
-        return []
+    return [] if old_model is None else meta_reasons(stages, old_model, dockerfile_rel)
+
+
+def meta_reasons(
+    stages: Sequence[Stage], old_model: DockerfileModel, dockerfile_rel: str
+) -> list[Reason]:
+    """The first instruction that makes no step but shapes the image's config (CMD, ENV,
+    LABEL, …) and differs from `old_model`'s, as a reason; none when all are alike."""
     for stage in stages:
         old_stage = old_model.stage(stage.name) if stage.name else old_model.stage(str(stage.index))
         now_meta = _meta(stage)
@@ -202,7 +217,7 @@ def _config_only_reasons(
                     dockerfile_rel,
                     line,
                     text,
-                    _stage_name(stage),
+                    stage_name(stage),
                     "image config changed (every step cached)",
                 )
             ]
@@ -212,7 +227,7 @@ def _config_only_reasons(
 def _meta(stage: Stage) -> list[tuple[int, str]]:
     """(line, text) of the instructions that make no step but shape the image's config."""
     return [
-        (i.line, _short(i.original))
+        (i.line, short_instruction(i.original))
         for i in stage.instructions
         if not i.step and i.cmd not in ("ARG", "ONBUILD")
     ]
@@ -225,7 +240,7 @@ def _whole_image_reason(
     config_rel = sides.rel(sides.project.path)
 
     def reason(detail: str) -> Reason:
-        stage = _stage_name(first) if first else "-"
+        stage = stage_name(first) if first else "-"
         line = first.line if first else 1
         instruction = f"FROM {first.base}" if first else "FROM"
         return Reason(config_rel, dockerfile_rel, line, instruction, stage, detail)
@@ -327,9 +342,9 @@ class _StagePredictor:
         self.stage_reasons[stage.index] = reasons
         steps = [
             StepPrediction(
-                stage=_stage_name(stage),
+                stage=stage_name(stage),
                 line=i.line,
-                instruction=_short(i.original),
+                instruction=short_instruction(i.original),
                 cached=miss_at is None or position < miss_at,
             )
             for position, i in enumerate(instructions)
@@ -338,7 +353,7 @@ class _StagePredictor:
 
     def _from_reasons(self, stage: Stage) -> list[Reason]:
         """Reasons the whole stage misses because of what it starts from."""
-        here = _stage_name(stage)
+        here = stage_name(stage)
         instruction = f"FROM {stage.base}"
 
         def reason(file: str, detail: str) -> Reason:
@@ -393,8 +408,8 @@ class _StagePredictor:
         old_steps: list[Instruction] | None,
         position: int,
     ) -> list[Reason]:
-        here = _stage_name(stage)
-        text = _short(instruction.original)
+        here = stage_name(stage)
+        text = short_instruction(instruction.original)
 
         def reason(file: str, detail: str) -> Reason:
             return Reason(file, self.dockerfile, instruction.line, text, here, detail)
@@ -493,11 +508,13 @@ def _files_under(directory: Path) -> list[Path]:
     return sorted(p for p in directory.rglob("*") if p.is_file() and ".git" not in p.parts)
 
 
-def _stage_name(stage: Stage) -> str:
+def stage_name(stage: Stage) -> str:
+    """A stage's name, or `stage-<index>` for an unnamed one."""
     return stage.name or f"stage-{stage.index}"
 
 
-def _short(text: str, width: int = 120) -> str:
+def short_instruction(text: str, width: int = 120) -> str:
+    """An instruction on one line, cut to `width` characters with `…`."""
     line = " ".join(text.split())
     return line if len(line) <= width else line[: width - 1] + "…"
 

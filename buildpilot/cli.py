@@ -276,10 +276,14 @@ def plan_command(
 ) -> None:
     """Show what a build would do: affected images in build order, with reasons and the
     first step of each stage that will run again."""
+    import time
+
     from buildpilot import planreport, report
     from buildpilot.console import Terminal
+    from buildpilot.planinputs import remember
     from buildpilot.workflow import make_forecast
 
+    started = time.time_ns()  # files changed after this are not trusted to a snapshot
     terminal = Terminal()
     with _user_errors(terminal):
         project = _project(config)
@@ -290,6 +294,7 @@ def plan_command(
         else:
             text = lambda width: planreport.plan_text(data, width=width)  # noqa: E731
             terminal.show(text, *report.plan_view(data))
+        remember(project, forecast, read_since=started)  # for the next, warm, `plan`
 
 
 @app.command()

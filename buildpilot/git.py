@@ -81,31 +81,36 @@ def changed_files(root: Path, ref: str) -> ChangeSet:
 class PendingChanges:
     """`changed_files(root, ref)`, asked of git as soon as this is made.
 
-    Four git processes run at once: the top level (with `ref` checked), the merge base, the
-    diff from it (`--merge-base`, git 2.30), and the untracked files. If any of them fails
-    (an old git, several merge bases, a missing ref...), the questions are asked again one
-    after the other, as before `--merge-base` existed, for the answer or the error that says
-    why.
+    Three git processes run at once: the top level with the merge base (`rev-parse REF...HEAD`
+    names both commits, then every merge base), the diff from the merge base (`--merge-base`,
+    git 2.30) and the untracked files. If any of them fails (an old git, several merge bases,
+    a missing ref...), the questions are asked again one after the other, as before, for the
+    answer or the error that says why.
     """
 
-    def __init__(self, root: Path, ref: str) -> None:
+    def __init__(self, root: Path, ref: str, *, within: Sequence[str] = ()) -> None:
+        """`within`: paths from the top level the answer may be limited to (all if empty)."""
         self.root = root
         self.ref = ref
+        specs = [f":(top,literal){path}" for path in within]
         self._running = [
+            _start(root, "rev-parse", "--show-toplevel", f"{ref}...HEAD"),
+            # The untracked-file walk runs beside it: preloading the index with threads
+            # would only make the two contend.
             _start(
-                root, "rev-parse", "--show-toplevel", "--verify", "--quiet", f"{ref}^{{commit}}"
+                root, "-c", "core.preloadIndex=false", *_DIFF, "--merge-base", ref, "--", *specs
             ),
-            _start(root, "merge-base", ref, "HEAD"),
-            _start(root, *_DIFF, "--merge-base", ref, "--"),
-            _start(root, *_UNTRACKED, "--full-name", "--", ":/"),
+            _start(root, *_UNTRACKED, "--full-name", "--", *(specs or [":/"])),
         ]
 
     def result(self) -> ChangeSet:
         """Wait for the answer; raise GitError where git has none."""
-        top, base, diff, untracked = (_finish(process) for process in self._running)
-        if top is None or base is None or diff is None or untracked is None:
+        found, diff, untracked = (_finish(process) for process in self._running)
+        lines = [] if found is None else found.splitlines()
+        bases = [line[1:] for line in lines[3:] if line.startswith("^")]
+        if len(lines) != 4 or len(bases) != 1 or diff is None or untracked is None:
             return _changed_files_stepwise(self.root, self.ref)
-        return _change_set(self.ref, base, Path(top.split("\n", 1)[0]), diff, untracked)
+        return _change_set(self.ref, bases[0], Path(lines[0]), diff, untracked)
 
     def cancel(self) -> None:
         """Stop git where it still runs: the answer is not wanted."""

@@ -78,3 +78,46 @@ def test_a_missing_ref_and_no_repository(repo: Path, tmp_path: Path) -> None:
     outside.mkdir()
     with pytest.raises(GitError, match="rev-parse --show-toplevel` failed"):
         gitops.changed_files(outside, "main")
+
+
+def test_several_merge_bases_as_before(repo: Path) -> None:
+    """A criss-cross history has two merge bases; git picks one, as it always did."""
+    git(repo, "add", "-A")
+    git(repo, *COMMIT, "work in progress")
+    git(repo, "checkout", "-qb", "other", "main")
+    write_tree(repo, {"other.txt": "o\n"})
+    git(repo, "add", "-A")
+    git(repo, *COMMIT, "other")
+    git(repo, "checkout", "-q", "feature")
+    git(
+        repo,
+        "-c",
+        "user.email=t@example.com",
+        "-c",
+        "user.name=t",
+        "merge",
+        "-q",
+        "other",
+        "-m",
+        "merge other",
+    )
+    git(repo, "checkout", "-q", "other")
+    git(
+        repo,
+        "-c",
+        "user.email=t@example.com",
+        "-c",
+        "user.name=t",
+        "merge",
+        "-q",
+        "feature~1",
+        "-m",
+        "merge feature",
+    )
+    git(repo, "checkout", "-q", "feature")
+    write_tree(repo, {"app/src/late.py": "late\n"})
+    assert len(git(repo, "merge-base", "--all", "other", "HEAD").split()) == 2
+    changes = gitops.changed_files(repo, "other")
+    assert changes == gitops._changed_files_stepwise(repo, "other")
+    assert changes.base == git(repo, "merge-base", "other", "HEAD")
+    assert "app/src/late.py" in changes.files

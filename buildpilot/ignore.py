@@ -532,6 +532,14 @@ def _copy_source(pattern: str) -> _CopySource:
     return _CopySource("/".join(parts[:split]), compiled, depth)
 
 
+def source_root(pattern: str) -> str | None:
+    """The path every file that `COPY <pattern>` reads lies in or is, relative to the
+    context ("" for all of it): `source_reads(pattern, p)` holds for no `p` outside it.
+    None when the pattern reads nothing."""
+    source = _copy_source(pattern)
+    return None if source.malformed else source.base
+
+
 def source_reads(pattern: str, relpath: str) -> bool:
     """Whether `COPY <pattern> ...` (or ADD) from a context reads the file `relpath`.
 

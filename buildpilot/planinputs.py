@@ -24,7 +24,7 @@ from buildpilot.changes import image_model, meta_reasons, short_instruction, sta
 from buildpilot.config import IMAGE_CONTEXT_PREFIX, ImageConfig, Project
 from buildpilot.dockerfile import DockerfileModel, Instruction, Source, Stage
 from buildpilot.git import toplevel
-from buildpilot.ignore import DOCKERIGNORE, IgnoreMatcher, ignore_file_for
+from buildpilot.ignore import DOCKERIGNORE, IgnoreMatcher, ignore_file_for, source_root
 from buildpilot.plan import dependency_graph
 
 if TYPE_CHECKING:
@@ -66,6 +66,26 @@ def snapshot(project: Project, top: Path) -> tuple[dict[str, Any], list[tuple[st
         return None
 
 
+MAX_PATHSPECS = 64  # git matches every path against each of them
+
+
+def _pathspecs(paths: set[str] | None) -> list[str] | None:
+    """At most MAX_PATHSPECS paths that cover `paths`: none inside another, and each cut to
+    fewer components if that is what it takes (a wider net still catches every change);
+    None for the whole repository."""
+    if paths is None:
+        return None
+    for depth in (None, 3, 2, 1):
+        cut = sorted({tuple(path.split("/")[:depth]) for path in paths})
+        kept: list[tuple[str, ...]] = []
+        for parts in cut:
+            if not kept or parts[: len(kept[-1])] != kept[-1]:
+                kept.append(parts)
+        if len(kept) <= MAX_PATHSPECS:
+            return ["/".join(parts) for parts in kept]
+    return None
+
+
 class _UnusualPathError(Exception):
     """A path through a symlink or `..`, or outside the config's directory or the repository."""
 
@@ -95,10 +115,31 @@ class _Snapshot:
         body = {
             "top": str(self.top),
             "guards": sorted(self.guards),
+            "reads": _pathspecs(self.reads(images)),
             "deps": dependency_graph(self.project),
             "images": images,
         }
         return body, list(self.watched.items())
+
+    def reads(self, images: dict[str, dict[str, Any]]) -> set[str] | None:
+        """Every path, from the top level, a forecast looks at: what the images' steps read
+        and the guards; None when that is the whole repository."""
+        paths = set(self.guards)
+        for image in images.values():
+            for step in (step for stage in image["stages"] for step in stage["steps"]):
+                for source in step["sources"]:
+                    if source["kind"] not in ("context", "dir"):
+                        continue
+                    directory = image["context"] if source["kind"] == "context" else source["dir"]
+                    for pattern in source["paths"]:
+                        root = source_root(pattern)
+                        if root is None:
+                            continue
+                        path = "/".join(p for p in (directory, root) if p and p != ".")
+                        if not path or "\\" in path:
+                            return None
+                        paths.add(path)
+        return paths
 
     def image(self, name: str, image: ImageConfig) -> dict[str, Any]:
         context = self.plain(self.root / image.context)

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from buildpilot import CONFIG_NAME
+from buildpilot import CONFIG_NAME, plancache
 from buildpilot.git import PendingChanges
 from buildpilot.texttable import PLAIN_WIDTH
 
@@ -44,10 +44,14 @@ def run(argv: Sequence[str]) -> str | None:
         width = None if options is None or options.as_json else _plain_width()
         if options is None or config is None or not (options.as_json or width):
             return None
-        # git first: the rest is imported and the snapshot checked while it works
-        changes = PendingChanges(config.parent, options.since)
+        snapshot = plancache.load(config)
+        if snapshot is None:
+            return None
+        # The table shows only what the images read; JSON lists every changed file.
+        within = () if options.as_json else snapshot["reads"] or ()
+        changes = PendingChanges(config.parent, options.since, within=within)
         try:
-            return _output(options, config, width, changes)
+            return _output(options, snapshot, width, changes)
         finally:
             changes.cancel()  # when the full CLI takes over, it asks again
     except Exception:  # noqa: BLE001 - any doubt at all: the full CLI runs, and reports
@@ -55,15 +59,12 @@ def run(argv: Sequence[str]) -> str | None:
 
 
 def _output(
-    options: _Options, config: Path, width: int | None, changes: PendingChanges
+    options: _Options, snapshot: dict[str, Any], width: int | None, changes: PendingChanges
 ) -> str | None:
     # Imported here, not above, while git works (the forecast may need the ignore rules).
-    from buildpilot import graph, ignore, plancache, planreport, warmpredict  # noqa: F401, PLC0415
+    from buildpilot import graph, ignore, planreport, warmpredict  # noqa: F401, PLC0415
     from buildpilot.selection import Action, Forecast, decide  # noqa: PLC0415
 
-    snapshot: dict[str, Any] | None = plancache.load(config)
-    if snapshot is None:
-        return None
     changed = changes.result()
     if str(changed.root.resolve()) != snapshot["top"] or changed.files & set(snapshot["guards"]):
         return None

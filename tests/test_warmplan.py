@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from buildpilot import plancache, warmplan
+from buildpilot import plancache, planinputs, warmplan
 from buildpilot.cli import app
 from tests.conftest import MakeRepo, git, write_tree
 from tests.test_changes import CONFIG, FILES
@@ -324,3 +324,25 @@ def test_random_changes_to_a_generated_monorepo(
         selected = rng.sample(images, rng.choice([0, 0, 1, 3]))
         same_both_ways(*selected, "--since", since)
         assert not guarded & set(git(root, "status", "--porcelain").split())
+
+
+def test_a_context_read_whole_needs_every_changed_file(
+    make_repo: MakeRepo, monkeypatch: pytest.MonkeyPatch, trusting: None
+) -> None:
+    config = {"version": 1, "registry": "localhost:5000/demo", "images": {"app": {}}}
+    files = {"buildpilot.yaml": config, "Dockerfile": "FROM scratch\nCOPY . /app\n"}
+    root = make_repo({**files, "docs/a.md": "a\n", "app.py": "x\n"})
+    monkeypatch.chdir(root)
+    full("--since", "HEAD")
+    snapshot = plancache.load((root / "buildpilot.yaml").resolve())
+    assert snapshot is not None
+    assert snapshot["reads"] is None
+    write_tree(root, {"docs/a.md": "b\n"})
+    assert "docs/a.md -> Dockerfile:2 COPY . /app" in same_both_ways("--since", "HEAD")
+
+
+def test_the_paths_a_table_needs_from_git_are_few_and_cover_everything() -> None:
+    paths = {f"services/s{i:03d}/src" for i in range(100)} | {"libs/a/b", "buildpilot.yaml"}
+    assert planinputs._pathspecs(paths) == ["buildpilot.yaml", "libs", "services"]
+    assert planinputs._pathspecs({"a/b", "a/b/c", "a-b", "a/bc"}) == ["a/b", "a/bc", "a-b"]
+    assert planinputs._pathspecs(None) is None

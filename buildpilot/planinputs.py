@@ -95,6 +95,8 @@ class _Snapshot:
         self.project = project
         self.root = project.root
         self.top = top
+        self.root_text = str(project.root)
+        self.top_text = str(top)
         self.watched: dict[str, str] = {}
         self.guards: set[str] = set()
 
@@ -241,7 +243,8 @@ class _Snapshot:
 
     def plain(self, path: Path) -> Path:
         """`path` itself, when it is its own real path inside the config's directory."""
-        if ".." in path.parts or not path.is_relative_to(self.root):
+        text = str(path)
+        if not _inside(text, self.root_text) or ".." in text.split("/"):
             raise _UnusualPathError(path)
         if self.project.real_path(path) != path:
             raise _UnusualPathError(path)
@@ -249,14 +252,24 @@ class _Snapshot:
 
     def rel(self, path: Path) -> str:
         """A real path from the repository's top level, `/`-separated."""
-        if not path.is_relative_to(self.top):
+        text = str(path)
+        if text == self.top_text:
+            return "."
+        if not _inside(text, self.top_text):
             raise _UnusualPathError(path)
-        return path.relative_to(self.top).as_posix()
+        return text[len(self.top_text.rstrip("/")) + 1 :]
 
     def watch(self, path: Path, kind: str) -> None:
         """Watch `path`, and every directory from it up to the config's directory."""
-        self.watched.setdefault(str(path), kind)
-        for parent in path.parents:
-            if not parent.is_relative_to(self.root):
-                break
-            self.watched.setdefault(str(parent), plancache.NODE)
+        text = str(path)
+        self.watched.setdefault(text, kind)
+        while text != self.root_text:
+            text = text.rpartition("/")[0] or "/"
+            if text in self.watched or not _inside(text, self.root_text):
+                break  # its parents are watched already, or outside
+            self.watched[text] = plancache.NODE
+
+
+def _inside(path: str, directory: str) -> bool:
+    """Whether `path` is `directory` or below it (both absolute and normalized)."""
+    return path == directory or path.startswith(directory.rstrip("/") + "/")

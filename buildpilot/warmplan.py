@@ -13,7 +13,9 @@ for anything else:
 
 Then the forecast comes from `warmpredict` instead of `changes`; git, the graph, the
 decisions (`selection`) and the rendering (`planreport`) are the full path's own, so the
-output is the same, byte for byte.
+output is the same, byte for byte. For the table, git is asked only about the paths the
+images read and the guards (the snapshot's `reads`): the table names no other file, and no
+other file changes a forecast.
 """
 
 from __future__ import annotations

@@ -3,15 +3,16 @@
 After a full `plan`, what a forecast needs of the config (`planinputs.py`) is kept as JSON
 under `.buildpilot/cache/` beside the config, with the state of every path it was read
 from or checked against: inode, mode, size, mtime and ctime of a file; the inode and type
-of a directory; or that the path was absent. The buildpilot version, its own modules and
-the Dockerfile parser are watched the same way. A snapshot is used only while every watched
-path is as it was: any difference, and any unreadable or corrupt file, means the full path,
-which writes the snapshot anew.
+of a directory; whether a `.git` is there; or that the path was absent. The buildpilot
+version, its own modules and the Dockerfile parser are watched the same way. A snapshot is
+used only while every watched path is as it was: any difference, and any unreadable or
+corrupt file, means the full path, which writes the snapshot anew.
 
 A timestamp cannot tell apart two writes within one clock tick, so a snapshot is not
-written while a file it was read from changed less than RACY_NS before the read began (the
-next run writes it). The file starts with a CRC of its JSON and is replaced atomically.
-Standard library only: the warm `plan` path loads it on every run.
+written while a path it watches changed (a directory: its ctime, as when it is moved into
+place) less than RACY_NS before the read began; the next run writes it. The file starts
+with a CRC of its JSON and is replaced atomically. Standard library only: the warm `plan`
+path loads it on every run.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ CACHE_DIR = Path(".buildpilot") / "cache"
 RACY_NS = 2_000_000_000
 CONTENT = "content"  # a file read: any change of it counts
 NODE = "node"  # a directory, or a file only looked up: being replaced counts
+EXISTS = "exists"  # a path only tested for existence (`.git` up the tree)
 _MAGIC = "buildpilot plan snapshot"
 _PACKAGE = Path(__file__).parent
 
@@ -46,12 +48,20 @@ def location(config: Path) -> Path:
 
 def state(path: str, kind: str) -> State:
     """What is watched of `path` now (None: absent). Other errors are raised."""
+    return _state(path, kind)[0]
+
+
+def _state(path: str, kind: str) -> tuple[State, int]:
+    """The watched state of `path`, and when it last changed (ns; 0: never mind)."""
+    if kind == EXISTS:
+        return ([1] if Path(path).exists() else None), 0
     try:
         found = os.lstat(path)
     except (FileNotFoundError, NotADirectoryError):
-        return None
-    if kind == NODE:
-        return [stat.S_IFMT(found.st_mode), found.st_ino, found.st_dev]
+        return None, 0
+    if kind == NODE:  # a directory changes with its entries: only its being replaced counts
+        return [stat.S_IFMT(found.st_mode), found.st_ino, found.st_dev], found.st_ctime_ns
+    changed = max(found.st_mtime_ns, found.st_ctime_ns)
     return [
         found.st_mode,
         found.st_ino,
@@ -59,7 +69,7 @@ def state(path: str, kind: str) -> State:
         found.st_size,
         found.st_mtime_ns,
         found.st_ctime_ns,
-    ]
+    ], changed
 
 
 def load(config: Path) -> Snapshot | None:
@@ -87,16 +97,9 @@ def save(
     trusted, i.e. at or after `read_since - RACY_NS` (`time.time_ns()` before the read)."""
     code = [(str(module), CONTENT) for module in sorted(_PACKAGE.glob("*.py"))]
     paths = list(dict.fromkeys([*watched, *code]))
-    states = [state(path, kind) for path, kind in paths]
-    newest = max(
-        (
-            max(s[4], s[5])
-            for s, (_, kind) in zip(states, paths, strict=True)
-            if s and kind == CONTENT
-        ),
-        default=0,
-    )
-    if newest >= read_since - RACY_NS:
+    found = [_state(path, kind) for path, kind in paths]
+    states = [state for state, _ in found]
+    if max(changed for _, changed in found) >= read_since - RACY_NS:
         return False
     data = {
         **body,

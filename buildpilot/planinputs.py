@@ -105,7 +105,7 @@ class _Snapshot:
         self.watch(self.plain(self.project.path), plancache.CONTENT)
         self.guards.add(self.rel(self.project.path))
         for candidate in (self.root, *self.root.parents):  # config.repository_root's lookups
-            self.watched[str(candidate / ".git")] = plancache.NODE
+            self.watched[str(candidate / ".git")] = plancache.EXISTS
             if (candidate / ".git").exists():
                 break
         if config.mirrors.ca_bundle is not None:

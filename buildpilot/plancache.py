@@ -112,6 +112,11 @@ def save(
     return True
 
 
+def forget(config: Path) -> None:
+    """Remove the snapshot of `config`, if there is one."""
+    location(config).unlink(missing_ok=True)
+
+
 def _header(body: bytes) -> bytes:
     return f"{_MAGIC} {FORMAT} {zlib.crc32(body):08x}".encode()
 

@@ -14,6 +14,7 @@ gets no snapshot: it always takes the full path.
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -50,6 +51,7 @@ def remember(project: Project, forecast: Forecast, *, read_since: int) -> None:
                 changed=frozenset(prediction.changed_files),
             )
             if again != prediction:  # the two predictors disagree: the warm one is not used
+                plancache.forget(project.path)
                 return
         plancache.save(project.path, body, watched, read_since=read_since)
     except Exception:  # noqa: BLE001 - the plan is done; a snapshot is an extra
@@ -58,8 +60,10 @@ def remember(project: Project, forecast: Forecast, *, read_since: int) -> None:
 
 def snapshot(project: Project, top: Path) -> tuple[dict[str, Any], list[tuple[str, str]]] | None:
     """The snapshot of `project` in the repository whose top level is `top` (a real path),
-    and the paths it watches, each with how (plancache.CONTENT or NODE); None when a path
-    of the config is too unusual to vouch for."""
+    and the paths it watches, each with how (a plancache kind); None when a path
+    of the config is too unusual to vouch for (or paths are not `/`-separated)."""
+    if os.sep != "/":
+        return None
     try:
         return _Snapshot(project, top).make()
     except _UnusualPathError:

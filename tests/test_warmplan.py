@@ -346,3 +346,21 @@ def test_the_paths_a_table_needs_from_git_are_few_and_cover_everything() -> None
     assert planinputs._pathspecs(paths) == ["buildpilot.yaml", "libs", "services"]
     assert planinputs._pathspecs({"a/b", "a/b/c", "a-b", "a/bc"}) == ["a/b", "a/bc", "a-b"]
     assert planinputs._pathspecs(None) is None
+
+
+def test_no_snapshot_where_the_two_predictors_disagree(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from buildpilot import warmpredict
+
+    real = warmpredict.predict
+
+    def off_by_one(*args: Any, **kwargs: Any) -> Any:
+        found = real(*args, **kwargs)
+        return found.__class__(**{**vars(found), "base": "elsewhere"})
+
+    monkeypatch.setattr(warmpredict, "predict", off_by_one)
+    write_tree(repo, {"README.md": "x\n"})
+    full("--since", "HEAD")
+    assert not snapshot_file(repo).exists()
+    assert warm("--since", "HEAD") is None

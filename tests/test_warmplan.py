@@ -268,11 +268,13 @@ def test_columns_set_the_width(repo: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert max(len(line) for line in same_both_ways("--since", "HEAD").splitlines()) <= 72
 
 
-def run_cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    root: Path, *args: str, python: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in {"CI", "FORCE_COLOR", "COLUMNS"}}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TREE), env.get("PYTHONPATH")]))
     return subprocess.run(
-        [sys.executable, "-m", "buildpilot", *args],
+        [sys.executable, *python, "-m", "buildpilot", *args],
         cwd=root,
         env=env,
         capture_output=True,
@@ -282,9 +284,12 @@ def run_cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_console_entry_takes_the_warm_path_and_reports_config_errors(repo: Path) -> None:
-    warm_output = run_cli(repo, "plan", "--since", "HEAD")
+    warm_output = run_cli(repo, "plan", "--since", "HEAD", python=("-X", "importtime"))
     assert warm_output.returncode == 0
     assert warm_output.stdout == full("--since", "HEAD")
+    imported = {line.rsplit("|", 1)[-1].strip() for line in warm_output.stderr.splitlines()}
+    assert "buildpilot.warmplan" in imported
+    assert not {"typer", "pydantic", "rich", "buildpilot.cli"} & imported
     (repo / "buildpilot.yaml").write_text("version: 1\nregistry: r\nimages:\n  a: {contxt: a}\n")
     broken = run_cli(repo, "plan", "--since", "HEAD")
     assert broken.returncode == 2
@@ -364,3 +369,13 @@ def test_no_snapshot_where_the_two_predictors_disagree(
     full("--since", "HEAD")
     assert not snapshot_file(repo).exists()
     assert warm("--since", "HEAD") is None
+
+
+def test_a_config_below_the_top_level(
+    make_repo: MakeRepo, monkeypatch: pytest.MonkeyPatch, trusting: None
+) -> None:
+    root = make_repo({f"deploy/{path}": content for path, content in FILES.items()})
+    monkeypatch.chdir(root / "deploy" / "services")  # the config is found in a parent
+    full("--since", "HEAD")
+    write_tree(root, {"deploy/libs/common/util.py": "x = 5\n", "README.md": "top\n"})
+    assert "deploy/libs/common/util.py" in same_both_ways("--since", "HEAD")

@@ -277,6 +277,7 @@ def plan_command(
     """Show what a build would do: affected images in build order, with reasons and the
     first step of each stage that will run again."""
     import time
+    from functools import partial
 
     from buildpilot import planreport, report
     from buildpilot.console import Terminal
@@ -292,8 +293,7 @@ def plan_command(
         if as_json:
             typer.echo(planreport.plan_json(data))
         else:
-            text = lambda width: planreport.plan_text(data, width=width)  # noqa: E731
-            terminal.show(text, *report.plan_view(data))
+            terminal.show(partial(planreport.plan_text, data), *report.plan_view(data))
         remember(project, forecast, read_since=started)  # for the next, warm, `plan`
 
 

@@ -90,7 +90,7 @@ def build_order(data: PlanData) -> str:
     return f"build order: {waves or 'nothing to build'}"
 
 
-def plan_text(data: PlanData, *, width: int) -> str | None:
+def plan_text(data: PlanData, width: int) -> str | None:
     """`buildpilot plan` as rich prints it `width` cells wide without escape codes (see
     `texttable`); None when rich must lay it out."""
     table = texttable.table(title(data), COLUMNS, rows(data), width=width)

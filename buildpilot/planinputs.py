@@ -9,7 +9,9 @@ config, every Dockerfile and every ignore file that applies or could, whose chan
 full predictor (it reads them at the ref). `warmpredict.py` forecasts from it.
 
 A config with a path that goes through a symlink or `..` (or leaves the config's directory)
-gets no snapshot: it always takes the full path.
+gets no snapshot, nor does one whose builds would read the snapshot itself (a context at
+the config's directory copied whole, with no ignore file leaving `.buildpilot/` out):
+those always take the full path.
 """
 
 from __future__ import annotations
@@ -25,7 +27,13 @@ from buildpilot.changes import image_model, meta_reasons, short_instruction, sta
 from buildpilot.config import IMAGE_CONTEXT_PREFIX, ImageConfig, Project
 from buildpilot.dockerfile import DockerfileModel, Instruction, Source, Stage
 from buildpilot.git import toplevel
-from buildpilot.ignore import DOCKERIGNORE, IgnoreMatcher, ignore_file_for, source_root
+from buildpilot.ignore import (
+    DOCKERIGNORE,
+    IgnoreMatcher,
+    ignore_file_for,
+    source_reads,
+    source_root,
+)
 from buildpilot.plan import dependency_graph
 
 if TYPE_CHECKING:
@@ -38,7 +46,8 @@ def remember(project: Project, forecast: Forecast, *, read_since: int) -> None:
     that cannot be made or written costs the next run time, never this one."""
     try:
         made = snapshot(project, toplevel(project.root).resolve())
-        if made is None:
+        if made is None:  # and none left from an earlier config
+            plancache.forget(project.path)
             return
         body, watched = made
         prediction = forecast.prediction
@@ -118,6 +127,8 @@ class _Snapshot:
         if parser is not None:
             self.watched[parser] = plancache.CONTENT
         images = {name: self.image(name, image) for name, image in config.images.items()}
+        if self.reads_the_cache(images):
+            raise _UnusualPathError(plancache.location(self.project.path))
         body = {
             "top": str(self.top),
             "guards": sorted(self.guards),
@@ -146,6 +157,24 @@ class _Snapshot:
                             return None
                         paths.add(path)
         return paths
+
+    def reads_the_cache(self, images: dict[str, dict[str, Any]]) -> bool:
+        """Whether a build would send the snapshot to BuildKit (a context that holds it, and
+        a step that reads it past the ignore file): writing it would then change what the
+        build reads, and the fingerprints, behind git's back."""
+        snapshot = plancache.location(self.project.path)
+        cache = [snapshot.parent, snapshot, snapshot.parent / ".gitignore"]
+        cache.append(snapshot.with_name(f".{snapshot.name}.0.tmp"))
+        paths = [self.rel(path) for path in cache]
+        for image in images.values():
+            for step in (step for stage in image["stages"] for step in stage["steps"]):
+                for source in step["sources"]:
+                    where = image if source["kind"] == "context" else source
+                    if source["kind"] in ("context", "dir") and any(
+                        _reads(where, source["paths"], path) for path in paths
+                    ):
+                        return True
+        return False
 
     def image(self, name: str, image: ImageConfig) -> dict[str, Any]:
         context = self.plain(self.root / image.context)
@@ -272,6 +301,18 @@ class _Snapshot:
             if text in self.watched or not _inside(text, self.root_text):
                 break  # its parents are watched already, or outside
             self.watched[text] = plancache.NODE
+
+
+def _reads(where: dict[str, Any], patterns: list[str], path: str) -> bool:
+    """Whether a step reading `patterns` from the context or directory `where` (its top-level
+    path and ignore text) reads the top-level `path`."""
+    directory = where["context"] if "context" in where else where["dir"]
+    if directory != "." and not path.startswith(directory + "/"):
+        return False
+    rel = path if directory == "." else path[len(directory) + 1 :]
+    if not any(source_reads(pattern, rel) for pattern in patterns):
+        return False
+    return not (where["ignore"] and IgnoreMatcher.from_text(where["ignore"]).ignored(rel))
 
 
 def _inside(path: str, directory: str) -> bool:

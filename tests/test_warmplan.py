@@ -336,7 +336,7 @@ def test_a_context_read_whole_needs_every_changed_file(
 ) -> None:
     config = {"version": 1, "registry": "localhost:5000/demo", "images": {"app": {}}}
     files = {"buildpilot.yaml": config, "Dockerfile": "FROM scratch\nCOPY . /app\n"}
-    root = make_repo({**files, "docs/a.md": "a\n", "app.py": "x\n"})
+    root = make_repo({**files, "docs/a.md": "a\n", ".dockerignore": ".buildpilot/\n"})
     monkeypatch.chdir(root)
     full("--since", "HEAD")
     snapshot = plancache.load((root / "buildpilot.yaml").resolve())
@@ -344,6 +344,21 @@ def test_a_context_read_whole_needs_every_changed_file(
     assert snapshot["reads"] is None
     write_tree(root, {"docs/a.md": "b\n"})
     assert "docs/a.md -> Dockerfile:2 COPY . /app" in same_both_ways("--since", "HEAD")
+
+
+@pytest.mark.parametrize(
+    "ignore", ["", "*.md\n", ".buildpilot/cache/*\n"], ids=["none", "other files", "files only"]
+)
+def test_no_snapshot_where_a_build_would_read_it(
+    make_repo: MakeRepo, monkeypatch: pytest.MonkeyPatch, trusting: None, ignore: str
+) -> None:
+    config = {"version": 1, "registry": "localhost:5000/demo", "images": {"app": {}}}
+    files = {"buildpilot.yaml": config, "Dockerfile": "FROM scratch\nCOPY . /app\n"}
+    root = make_repo({**files, ".dockerignore": ignore})
+    monkeypatch.chdir(root)
+    full("--since", "HEAD")
+    assert not snapshot_file(root).exists()  # it would be part of the next build's context
+    assert warm("--since", "HEAD") is None
 
 
 def test_the_paths_a_table_needs_from_git_are_few_and_cover_everything() -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from buildpilot.config import Config, ImageConfig, Project, parse_config
 from buildpilot.dockerfile import DockerfileModel, Instruction, Source, Stage, parse_dockerfile
 from buildpilot.errors import BuildpilotError
-from buildpilot.ignore import IgnoreMatcher, ignore_file_for, source_reads
+from buildpilot.ignore import DOCKERIGNORE, IgnoreMatcher, ignore_file_for, source_reads
 from buildpilot.mirrors import mirror_inputs
 from buildpilot.prediction import ImagePrediction, Prediction, Reason, StepPrediction, reason_line
 from buildpilot.results import PredictedStep, PredictionCheck, StepTiming
@@ -72,18 +72,45 @@ class _Sides:
     def ignores(
         self, context: Path, dockerfile: Path | None
     ) -> tuple[IgnoreMatcher, IgnoreMatcher, bool]:
-        """The ignore rules now and at the base, and whether they differ. Named contexts
-        (`dockerfile` None) read only their own `.dockerignore`, as BuildKit does."""
+        """The ignore rules now and at the base, and whether they may differ. Named
+        contexts (`dockerfile` None) read only their own `.dockerignore`, as BuildKit does.
+
+        The rules at the base are those of the first ignore file a build read then: when any
+        file a build could read was added, edited or deleted since, the one that applied at
+        the base may be another than the one that applies now, or none.
+        """
         key = (context, dockerfile)
         if key not in self._ignores:
-            path = ignore_file_for(context, dockerfile)
-            now = IgnoreMatcher.from_file(path)
-            if path is not None and self.rel(path) in self.changed:
-                old = IgnoreMatcher.from_text(self.read_at_base(self.rel(path)) or "")
+            now = IgnoreMatcher.from_file(ignore_file_for(context, dockerfile))
+            candidates = [context / DOCKERIGNORE]
+            if dockerfile is not None:
+                candidates.insert(0, dockerfile.with_name(dockerfile.name + DOCKERIGNORE))
+            if any(self._rel_or_none(c) in self.changed for c in candidates):
+                old = IgnoreMatcher.from_text(self._text_at_base(candidates) or "")
                 self._ignores[key] = (now, old, True)
             else:
                 self._ignores[key] = (now, now, False)
         return self._ignores[key]
+
+    def _text_at_base(self, candidates: Sequence[Path]) -> str | None:
+        """The text of the first of `candidates` that was a file at the base."""
+        for candidate in candidates:
+            rel = self._rel_or_none(candidate)
+            if rel is not None and rel in self.changed:
+                text = self.read_at_base(rel)
+            elif candidate.is_file():  # unchanged: as it is now
+                text = candidate.read_bytes().decode("utf-8", "surrogateescape")
+            else:
+                text = None
+            if text is not None:
+                return text
+        return None
+
+    def _rel_or_none(self, path: Path) -> str | None:
+        try:
+            return self.rel(path)
+        except ValueError:  # outside the repository: git reports no change there
+            return None
 
 
 def predict(

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from buildpilot.cli import main
+from buildpilot.entry import main
 
 main()

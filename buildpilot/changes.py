@@ -18,61 +18,26 @@ from pathlib import Path
 from buildpilot.config import Config, ImageConfig, Project, parse_config
 from buildpilot.dockerfile import DockerfileModel, Instruction, Source, Stage, parse_dockerfile
 from buildpilot.errors import BuildpilotError
-from buildpilot.ignore import IgnoreMatcher, ignore_file_for, source_reads
+from buildpilot.ignore import DOCKERIGNORE, IgnoreMatcher, ignore_file_for, source_reads
 from buildpilot.mirrors import mirror_inputs
+from buildpilot.prediction import ImagePrediction, Prediction, Reason, StepPrediction, reason_line
 from buildpilot.results import PredictedStep, PredictionCheck, StepTiming
 
+__all__ = [  # the records live in prediction.py; the build path imports them from here
+    "ImagePrediction",
+    "Prediction",
+    "Reason",
+    "StepPrediction",
+    "check_against",
+    "image_model",
+    "meta_reasons",
+    "predict",
+    "reason_line",
+    "short_instruction",
+    "stage_name",
+]
+
 ReadAtBase = Callable[[str], str | None]  # repo-relative path -> text at the merge base
-
-
-@dataclass(frozen=True)
-class Reason:
-    """Why a step misses: file -> Dockerfile:line instruction -> stage."""
-
-    file: str
-    dockerfile: str
-    line: int
-    instruction: str
-    stage: str
-    detail: str
-
-
-@dataclass(frozen=True)
-class StepPrediction:
-    """One Dockerfile step of a stage the target builds, and whether it will be cached."""
-
-    stage: str
-    line: int
-    instruction: str
-    cached: bool
-
-
-@dataclass(frozen=True)
-class ImagePrediction:
-    """The forecast for one image."""
-
-    name: str
-    affected: bool
-    reasons: tuple[Reason, ...] = ()
-    steps: tuple[StepPrediction, ...] = ()
-
-    def first_misses(self) -> dict[str, StepPrediction]:
-        """The first step of each stage that will run again."""
-        misses: dict[str, StepPrediction] = {}
-        for step in self.steps:
-            if not step.cached:
-                misses.setdefault(step.stage, step)
-        return misses
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """The forecast for every image of a plan."""
-
-    since: str
-    base: str
-    changed_files: tuple[str, ...]
-    images: Mapping[str, ImagePrediction]
 
 
 @dataclass
@@ -88,10 +53,14 @@ class _Sides:
     _ignores: dict[tuple[Path, Path | None], tuple[IgnoreMatcher, IgnoreMatcher, bool]] = field(
         default_factory=dict
     )
+    _rels: dict[Path, str] = field(default_factory=dict)
 
     def rel(self, path: Path) -> str:
         """`path` relative to the repository top level, `/`-separated."""
-        return path.resolve().relative_to(self.top).as_posix()
+        found = self._rels.get(path)
+        if found is None:
+            found = self._rels[path] = self.project.real_path(path).relative_to(self.top).as_posix()
+        return found
 
     def changed_under(self, directory: Path) -> list[str]:
         """Changed files under `directory`, relative to it."""
@@ -103,18 +72,45 @@ class _Sides:
     def ignores(
         self, context: Path, dockerfile: Path | None
     ) -> tuple[IgnoreMatcher, IgnoreMatcher, bool]:
-        """The ignore rules now and at the base, and whether they differ. Named contexts
-        (`dockerfile` None) read only their own `.dockerignore`, as BuildKit does."""
+        """The ignore rules now and at the base, and whether they may differ. Named
+        contexts (`dockerfile` None) read only their own `.dockerignore`, as BuildKit does.
+
+        The rules at the base are those of the first ignore file a build read then: when any
+        file a build could read was added, edited or deleted since, the one that applied at
+        the base may be another than the one that applies now, or none.
+        """
         key = (context, dockerfile)
         if key not in self._ignores:
-            path = ignore_file_for(context, dockerfile)
-            now = IgnoreMatcher.from_file(path)
-            if path is not None and self.rel(path) in self.changed:
-                old = IgnoreMatcher.from_text(self.read_at_base(self.rel(path)) or "")
+            now = IgnoreMatcher.from_file(ignore_file_for(context, dockerfile))
+            candidates = [context / DOCKERIGNORE]
+            if dockerfile is not None:
+                candidates.insert(0, dockerfile.with_name(dockerfile.name + DOCKERIGNORE))
+            if any(self._rel_or_none(c) in self.changed for c in candidates):
+                old = IgnoreMatcher.from_text(self._text_at_base(candidates) or "")
                 self._ignores[key] = (now, old, True)
             else:
                 self._ignores[key] = (now, now, False)
         return self._ignores[key]
+
+    def _text_at_base(self, candidates: Sequence[Path]) -> str | None:
+        """The text of the first of `candidates` that was a file at the base."""
+        for candidate in candidates:
+            rel = self._rel_or_none(candidate)
+            if rel is not None and rel in self.changed:
+                text = self.read_at_base(rel)
+            elif candidate.is_file():  # unchanged: as it is now
+                text = candidate.read_bytes().decode("utf-8", "surrogateescape")
+            else:
+                text = None
+            if text is not None:
+                return text
+        return None
+
+    def _rel_or_none(self, path: Path) -> str | None:
+        try:
+            return self.rel(path)
+        except ValueError:  # outside the repository: git reports no change there
+            return None
 
 
 def predict(
@@ -157,17 +153,8 @@ def _predict_image(
 ) -> ImagePrediction:
     project = sides.project
     image = project.image(name)
-    dockerfile_path = project.dockerfile(name)
-    dockerfile_rel = sides.rel(dockerfile_path)
-    text = dockerfile_path.read_text(encoding="utf-8")
-    model = parse_dockerfile(
-        text, path=dockerfile_rel, build_args=image.args, named_contexts=tuple(image.contexts)
-    )
-    args = _effective_args(project, name, model)  # mirror args are build args too
-    if args != image.args:
-        model = parse_dockerfile(
-            text, path=dockerfile_rel, build_args=args, named_contexts=tuple(image.contexts)
-        )
+    dockerfile_rel = sides.rel(project.dockerfile(name))
+    model, args = image_model(project, name, dockerfile_rel)
     stages = model.needed_stages(image.target)
     whole = _whole_image_reason(sides, name, image, dockerfile_rel, stages[0] if stages else None)
     old_model = None if whole else _old_model(sides, name, model, args, dockerfile_rel)
@@ -193,6 +180,20 @@ def _predict_image(
     )
 
 
+def image_model(project: Project, name: str, path: str) -> tuple[DockerfileModel, dict[str, str]]:
+    """The Dockerfile of image `name` as its build reads it, named `path` in errors: parsed
+    with the image's build args and the mirror args it declares (build args too); and those
+    args."""
+    image = project.image(name)
+    text = project.dockerfile(name).read_text(encoding="utf-8")
+    contexts = tuple(image.contexts)
+    model = parse_dockerfile(text, path=path, build_args=image.args, named_contexts=contexts)
+    args = _effective_args(project, name, model)
+    if args != image.args:
+        model = parse_dockerfile(text, path=path, build_args=args, named_contexts=contexts)
+    return model, args
+
+
 def _config_only_reasons(
     sides: _Sides,
     name: str,
@@ -214,12 +215,18 @@ def _config_only_reasons(
                 dockerfile_rel,
                 first.line if first else 1,
                 f"FROM {first.base}" if first else "FROM",
-                _stage_name(first) if first else "-",
+                stage_name(first) if first else "-",
                 f"config changed: images.{name}.labels (image config only; every step cached)",
             )
         ]
-    if old_model is None:
-        return []
+    return [] if old_model is None else meta_reasons(stages, old_model, dockerfile_rel)
+
+
+def meta_reasons(
+    stages: Sequence[Stage], old_model: DockerfileModel, dockerfile_rel: str
+) -> list[Reason]:
+    """The first instruction that makes no step but shapes the image's config (CMD, ENV,
+    LABEL, …) and differs from `old_model`'s, as a reason; none when all are alike."""
     for stage in stages:
         old_stage = old_model.stage(stage.name) if stage.name else old_model.stage(str(stage.index))
         now_meta = _meta(stage)
@@ -237,7 +244,7 @@ def _config_only_reasons(
                     dockerfile_rel,
                     line,
                     text,
-                    _stage_name(stage),
+                    stage_name(stage),
                     "image config changed (every step cached)",
                 )
             ]
@@ -247,7 +254,7 @@ def _config_only_reasons(
 def _meta(stage: Stage) -> list[tuple[int, str]]:
     """(line, text) of the instructions that make no step but shape the image's config."""
     return [
-        (i.line, _short(i.original))
+        (i.line, short_instruction(i.original))
         for i in stage.instructions
         if not i.step and i.cmd not in ("ARG", "ONBUILD")
     ]
@@ -260,7 +267,7 @@ def _whole_image_reason(
     config_rel = sides.rel(sides.project.path)
 
     def reason(detail: str) -> Reason:
-        stage = _stage_name(first) if first else "-"
+        stage = stage_name(first) if first else "-"
         line = first.line if first else 1
         instruction = f"FROM {first.base}" if first else "FROM"
         return Reason(config_rel, dockerfile_rel, line, instruction, stage, detail)
@@ -362,9 +369,9 @@ class _StagePredictor:
         self.stage_reasons[stage.index] = reasons
         steps = [
             StepPrediction(
-                stage=_stage_name(stage),
+                stage=stage_name(stage),
                 line=i.line,
-                instruction=_short(i.original),
+                instruction=short_instruction(i.original),
                 cached=miss_at is None or position < miss_at,
             )
             for position, i in enumerate(instructions)
@@ -373,7 +380,7 @@ class _StagePredictor:
 
     def _from_reasons(self, stage: Stage) -> list[Reason]:
         """Reasons the whole stage misses because of what it starts from."""
-        here = _stage_name(stage)
+        here = stage_name(stage)
         instruction = f"FROM {stage.base}"
 
         def reason(file: str, detail: str) -> Reason:
@@ -428,8 +435,8 @@ class _StagePredictor:
         old_steps: list[Instruction] | None,
         position: int,
     ) -> list[Reason]:
-        here = _stage_name(stage)
-        text = _short(instruction.original)
+        here = stage_name(stage)
+        text = short_instruction(instruction.original)
 
         def reason(file: str, detail: str) -> Reason:
             return Reason(file, self.dockerfile, instruction.line, text, here, detail)
@@ -469,7 +476,7 @@ class _StagePredictor:
             return self._image_context_reasons(name, reason)
         if "://" in value:
             return []
-        directory = (self.sides.project.root / value).resolve()
+        directory = self.sides.project.real_path(self.sides.project.root / value)
         changed = self.sides.changed_under(directory)
         return self._files_read(directory, changed, paths, reason, main=False)
 
@@ -528,11 +535,13 @@ def _files_under(directory: Path) -> list[Path]:
     return sorted(p for p in directory.rglob("*") if p.is_file() and ".git" not in p.parts)
 
 
-def _stage_name(stage: Stage) -> str:
+def stage_name(stage: Stage) -> str:
+    """A stage's name, or `stage-<index>` for an unnamed one."""
     return stage.name or f"stage-{stage.index}"
 
 
-def _short(text: str, width: int = 120) -> str:
+def short_instruction(text: str, width: int = 120) -> str:
+    """An instruction on one line, cut to `width` characters with `…`."""
     line = " ".join(text.split())
     return line if len(line) <= width else line[: width - 1] + "…"
 
@@ -573,12 +582,4 @@ def check_against(
         affected=forecast.affected,
         reasons=[reason_line(r) for r in forecast.reasons],
         steps=rows,
-    )
-
-
-def reason_line(reason: Reason) -> str:
-    """`file -> Dockerfile:line instruction [stage]: detail`."""
-    return (
-        f"{reason.file} -> {reason.dockerfile}:{reason.line} {reason.instruction} "
-        f"[{reason.stage}]: {reason.detail}"
     )

@@ -15,9 +15,10 @@ from datetime import datetime
 
 from buildpilot.dockerfile import DockerfileError, parse_dockerfile
 from buildpilot.progress import is_cancellation
-from buildpilot.report import format_duration, has_run, step_instruction, truncate
+from buildpilot.report import format_duration, has_run, step_instruction
 from buildpilot.results import ImageResult, PredictionCheck, RunResult, Status, StepTiming
 from buildpilot.size_report import github_sizes
+from buildpilot.texttable import truncate
 
 SLOWEST_STEPS = 3  # steps listed per image in the job summary
 SUMMARY_INSTRUCTION_WIDTH = 48  # characters of a step's instruction in the job summary

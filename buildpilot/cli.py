@@ -2,41 +2,26 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from buildpilot import __version__, report, templates
-from buildpilot.backend import DockerBackend
-from buildpilot.ci_publish import publish_ci_outputs
-from buildpilot.config import Project, find_config, json_schema, load_config
-from buildpilot.console import Terminal
-from buildpilot.doctor import Severity, run_doctor
-from buildpilot.doctor import exit_code as doctor_exit_code
-from buildpilot.doctor_report import OutputFormat, render_text, table_view
+from buildpilot import __version__
+from buildpilot.doctor_options import OutputFormat, Severity
 from buildpilot.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, BuildpilotError, GitError
 from buildpilot.executor import DEFAULT_JOBS
-from buildpilot.git import toplevel
-from buildpilot.release import release_version, run_release
-from buildpilot.results import exit_code
-from buildpilot.runs import load_run
 from buildpilot.size import TOP
-from buildpilot.size import exit_code as size_exit_code
-from buildpilot.size_report import sizes_json, sizes_view
-from buildpilot.sizing import size_images
-from buildpilot.workflow import (
-    BuildSettings,
-    dry_run_lines,
-    make_forecast,
-    prepare_run,
-    run_build,
-)
+
+if TYPE_CHECKING:
+    from buildpilot.config import Project
+    from buildpilot.console import Terminal
+
+# Each command imports what it runs, so that `plan` does not pay for doctor, size or release.
 
 # "\b" keeps click from re-wrapping the table.
 EXIT_CODES = """\b
@@ -87,6 +72,8 @@ def _user_errors(terminal: Terminal) -> Iterator[None]:
 
 
 def _project(config: Path | None) -> Project:
+    from buildpilot.config import find_config, load_config
+
     return load_config(config if config is not None else find_config(Path.cwd()))
 
 
@@ -155,6 +142,13 @@ def build(
     as_json: Annotated[bool, typer.Option("--json", help="Print the run as JSON.")] = False,
 ) -> None:
     """Build images and the images they depend on, bases first, independent ones in parallel."""
+    from buildpilot import report
+    from buildpilot.backend import DockerBackend
+    from buildpilot.ci_publish import publish_ci_outputs
+    from buildpilot.console import Terminal
+    from buildpilot.results import exit_code
+    from buildpilot.workflow import BuildSettings, dry_run_lines, prepare_run, run_build
+
     terminal = Terminal()
     with _user_errors(terminal):
         project = _project(config)
@@ -221,6 +215,14 @@ def release(
 ) -> None:
     """Release every image or none: build the affected ones and reuse the rest, all under no
     release tag, then tag them all once every image has succeeded."""
+    from buildpilot import report
+    from buildpilot.backend import DockerBackend
+    from buildpilot.ci_publish import publish_ci_outputs
+    from buildpilot.console import Terminal
+    from buildpilot.release import release_version, run_release
+    from buildpilot.results import exit_code
+    from buildpilot.workflow import BuildSettings, prepare_run
+
     terminal = Terminal()
     with _user_errors(terminal):
         project = _project(config)
@@ -274,14 +276,25 @@ def plan_command(
 ) -> None:
     """Show what a build would do: affected images in build order, with reasons and the
     first step of each stage that will run again."""
+    import time
+    from functools import partial
+
+    from buildpilot import planreport, report
+    from buildpilot.console import Terminal
+    from buildpilot.planinputs import remember
+    from buildpilot.workflow import make_forecast
+
+    started = time.time_ns()  # files changed after this are not trusted to a snapshot
     terminal = Terminal()
     with _user_errors(terminal):
         project = _project(config)
         forecast = make_forecast(project, images or [], since=since, fingerprints=with_fingerprints)
+        data = planreport.plan_data(forecast)
         if as_json:
-            typer.echo(report.plan_json(forecast))
+            typer.echo(planreport.plan_json(data))
         else:
-            terminal.print(*report.plan_view(forecast))
+            terminal.show(partial(planreport.plan_text, data), *report.plan_view(data))
+        remember(project, forecast, read_since=started)  # for the next, warm, `plan`
 
 
 @app.command()
@@ -291,6 +304,10 @@ def explain(
     since: SinceOption = None,
 ) -> None:
     """Print the full chain for one image: file -> Dockerfile:line instruction -> stage."""
+    from buildpilot import report
+    from buildpilot.console import Terminal
+    from buildpilot.workflow import make_forecast
+
     terminal = Terminal()
     with _user_errors(terminal):
         project = _project(config)
@@ -301,6 +318,8 @@ def explain(
 @app.command()
 def validate(config: ConfigOption = None) -> None:
     """Check a config: keys, types, image references, cycles, contexts and Dockerfiles."""
+    from buildpilot.console import Terminal
+
     terminal = Terminal()
     with _user_errors(terminal):
         project = _project(config)
@@ -329,6 +348,11 @@ def doctor_command(
 ) -> None:
     """Check each image's Dockerfile and context for what costs build time or image size;
     exit 1 when a finding is at or above the severity threshold."""
+    from buildpilot.console import Terminal
+    from buildpilot.doctor import exit_code as doctor_exit_code
+    from buildpilot.doctor import run_doctor
+    from buildpilot.doctor_report import render_text, table_view
+
     terminal = Terminal()
     with _user_errors(terminal):
         project = _project(config)
@@ -363,6 +387,12 @@ def size_command(
     """Show what each layer of the built images weighs, the Dockerfile line that made it,
     the largest directories and Python packages in it, and what grew; exit 1 when an image
     is over a size budget that fails."""
+    from buildpilot.backend import DockerBackend
+    from buildpilot.console import Terminal
+    from buildpilot.size import exit_code as size_exit_code
+    from buildpilot.size_report import sizes_json, sizes_view
+    from buildpilot.sizing import size_images
+
     terminal = Terminal()
     with _user_errors(terminal):
         project = _project(config)
@@ -385,6 +415,10 @@ def size_command(
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of buildpilot.yaml (for editors)."""
+    import json
+
+    from buildpilot.config import json_schema
+
     typer.echo(json.dumps(json_schema(), indent=2))
 
 
@@ -395,6 +429,10 @@ def report_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the run as JSON.")] = False,
 ) -> None:
     """Show a recorded run again: every image, stage and step, hit or miss."""
+    from buildpilot import report
+    from buildpilot.console import Terminal
+    from buildpilot.runs import load_run
+
     terminal = Terminal()
     with _user_errors(terminal):
         project = _project(config)
@@ -421,6 +459,8 @@ PackageOption = Annotated[
 
 def _repo_root(project: Project) -> Path | None:
     """The top level of the repository that holds the config (None outside git)."""
+    from buildpilot.git import toplevel
+
     try:
         return toplevel(project.root)
     except GitError:
@@ -437,6 +477,9 @@ def ci_github(
 
     Save it as .github/workflows/buildpilot.yml.
     """
+    from buildpilot import templates
+    from buildpilot.console import Terminal
+
     terminal = Terminal()
     with _user_errors(terminal):
         project = _project(config)
@@ -456,6 +499,9 @@ def ci_gitlab(
 
     Save it as .gitlab-ci.yml, or include it from there.
     """
+    from buildpilot import templates
+    from buildpilot.console import Terminal
+
     terminal = Terminal()
     with _user_errors(terminal):
         project = _project(config)
@@ -472,6 +518,8 @@ def main() -> None:
     except SystemExit:
         raise
     except Exception as exc:  # noqa: BLE001 - any bug ends as a one-line internal error
+        from buildpilot.console import Terminal
+
         Terminal().error(
             f"internal error: {type(exc).__name__}: {exc}\n"
             "This is a bug in buildpilot; please report it with the command you ran."

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import os
 import re
+import stat
 import string
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -12,13 +15,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from buildpilot import CONFIG_NAME
 from buildpilot.dockerfile import KNOWN_COMMANDS, DockerfileError, parse_dockerfile
 from buildpilot.errors import ConfigError
 from buildpilot.graph import find_cycle
 from buildpilot.size import parse_size
 from buildpilot.yamlsource import Loc, YamlError, YamlSource, load_yaml
 
-CONFIG_NAME = "buildpilot.yaml"
 IMAGE_CONTEXT_PREFIX = "image:"
 TAG_FIELDS = frozenset({"registry", "name", "git_sha", "short_sha", "branch"})
 RELEASE_FIELDS = TAG_FIELDS | {"version"}
@@ -207,6 +210,14 @@ class Project:
 
     path: Path
     config: Config
+    # lexical path -> real path: the paths of a monorepo share most of their directories
+    _real: dict[str, Path] = dataclasses.field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    # ("context" or "dockerfile", image) -> that path
+    _paths: dict[tuple[str, str], Path] = dataclasses.field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def root(self) -> Path:
@@ -219,16 +230,56 @@ class Project:
 
     def context_dir(self, name: str) -> Path:
         """The build context directory of image `name`."""
-        return (self.root / self.image(name).context).resolve()
+        found = self._paths.get(("context", name))
+        if found is None:
+            found = self._paths["context", name] = self.real_path(
+                self.root / self.image(name).context
+            )
+        return found
+
+    def real_path(self, path: Path) -> Path:
+        """`path.resolve()`, each directory on the way looked up once per project."""
+        key = str(path)
+        found = self._real.get(key)
+        if found is None:
+            found = _real_path(path, self._real)
+            self._real[key] = found
+        return found
 
     def dockerfile(self, name: str) -> Path:
         """The Dockerfile of image `name`."""
-        return self.context_dir(name) / self.image(name).dockerfile
+        found = self._paths.get(("dockerfile", name))
+        if found is None:
+            found = self._paths["dockerfile", name] = (
+                self.context_dir(name) / self.image(name).dockerfile
+            )
+        return found
 
     def cache_settings(self, name: str) -> CacheSettings:
         """The top-level cache settings with the image's overrides applied."""
         override = self.image(name).cache.model_dump(exclude_none=True)
         return self.config.cache.model_copy(update=override)
+
+
+def _real_path(path: Path, known: dict[str, Path]) -> Path:
+    """The real path of `path` from the real path of its parent (memoized in `known`): a
+    component that is no symlink (or does not exist) adds its name, as `realpath` would; a
+    symlink, `..` or a relative path is left to `Path.resolve`."""
+    if not path.is_absolute() or ".." in path.parts:
+        return path.resolve()
+    parent = path.parent
+    if parent == path:
+        return path
+    key = str(parent)
+    real_parent = known.get(key)
+    if real_parent is None:
+        real_parent = known[key] = _real_path(parent, known)
+    candidate = real_parent / path.name
+    try:
+        is_link = stat.S_ISLNK(os.lstat(candidate).st_mode)
+    except OSError:
+        is_link = False
+    return candidate.resolve() if is_link else candidate
 
 
 def find_config(start: Path) -> Path:
@@ -343,6 +394,7 @@ def _semantic_problems(project: Project, source: YamlSource) -> Iterator[str]:
         return _where(path, source.line_of(loc), loc) + message
 
     yield from _reference_problems(problem, config)
+    repository = repository_root(project.real_path(project.root))
     for name, image in config.images.items():
         base: Loc = ("images", name)
         if not _IMAGE_NAME.match(name):
@@ -363,7 +415,7 @@ def _semantic_problems(project: Project, source: YamlSource) -> Iterator[str]:
             yield from _template_problem(problem, (*base, "tags", index), tag, TAG_FIELDS)
         yield from _secret_arg_problems(problem, base, image)
         dockerfile_loc = (*base, "dockerfile") if (*base, "dockerfile") in source.lines else base
-        yield from _path_problems(problem, project, name, dockerfile_loc)
+        yield from _path_problems(problem, project, name, dockerfile_loc, repository)
     yield from _file_problem(
         problem, ("mirrors", "ca_bundle"), project.root, config.mirrors.ca_bundle
     )
@@ -394,11 +446,15 @@ def _reference_problems(problem: Callable[[Loc, str], str], config: Config) -> I
 
 
 def _path_problems(
-    problem: Callable[[Loc, str], str], project: Project, name: str, dockerfile_loc: Loc
+    problem: Callable[[Loc, str], str],
+    project: Project,
+    name: str,
+    dockerfile_loc: Loc,
+    repository: Path,
 ) -> Iterator[str]:
     """One problem with the image's paths, checked in order: outside the repository,
     missing, unreadable or invalid Dockerfile."""
-    outside = list(_outside_problems(problem, project, name))
+    outside = list(_outside_problems(problem, project, name, repository))
     context = project.context_dir(name)
     if outside:
         yield from outside
@@ -433,26 +489,25 @@ def _secret_arg_problems(
 
 
 def _outside_problems(
-    problem: Callable[[Loc, str], str], project: Project, name: str
+    problem: Callable[[Loc, str], str], project: Project, name: str, root: Path
 ) -> Iterator[str]:
-    """Paths of the image that resolve outside the config's directory (symlinks followed)."""
+    """Paths of the image that resolve outside the repository `root` (symlinks followed)."""
     if project.config.allow_paths_outside:
         return
     image = project.image(name)
     base: Loc = ("images", name)
-    root = repository_root(project.root.resolve())
-    paths: list[tuple[Loc, str, Path]] = [
-        ((*base, "context"), image.context, project.context_dir(name))
-    ]
-    if project.context_dir(name).is_relative_to(root):  # else the Dockerfile says nothing new
-        paths.append(((*base, "dockerfile"), image.dockerfile, project.dockerfile(name).resolve()))
+    context = project.context_dir(name)
+    paths: list[tuple[Loc, str, Path]] = [((*base, "context"), image.context, context)]
+    if context.is_relative_to(root):  # else the Dockerfile says nothing new
+        dockerfile = project.real_path(project.dockerfile(name))
+        paths.append(((*base, "dockerfile"), image.dockerfile, dockerfile))
     for index, secret in enumerate(image.secrets):
         if secret.src is not None:
             loc = (*base, "secrets", index, "src")
-            paths.append((loc, secret.src, (project.root / secret.src).resolve()))
+            paths.append((loc, secret.src, project.real_path(project.root / secret.src)))
     for key, value in image.contexts.items():
         if not value.startswith(IMAGE_CONTEXT_PREFIX) and "://" not in value:
-            paths.append(((*base, "contexts", key), value, (project.root / value).resolve()))
+            paths.append(((*base, "contexts", key), value, project.real_path(project.root / value)))
     for loc, given, resolved in paths:
         if not resolved.is_relative_to(root):
             yield problem(

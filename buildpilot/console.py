@@ -36,11 +36,10 @@ from buildpilot.report import (
     format_duration,
     has_run,
     step_instruction,
-    truncate,
 )
 from buildpilot.results import ImageResult, Status, StepTiming
+from buildpilot.texttable import PLAIN_WIDTH, truncate
 
-PLAIN_WIDTH = 120  # width of tables printed to a file or CI log, where no width is known
 LINE_INSTRUCTION_WIDTH = 100  # characters of an instruction in a plain progress line
 LIVE_INSTRUCTION_WIDTH = 50  # characters of an instruction in the live view
 
@@ -175,6 +174,18 @@ class Terminal:
     def print(self, *renderables: RenderableType) -> None:
         """Print renderables (tables, report parts, text) to stdout."""
         self._out.print(*renderables)
+
+    def show(self, text: Callable[[int], str | None], *renderables: RenderableType) -> None:
+        """Print `renderables`, or where the output takes no escape codes (a pipe, a file, a
+        CI log) `text(width)`: the same characters, laid out without rich (None: by rich)."""
+        out = self._out
+        plain = not out.is_terminal and out.encoding.startswith("utf") and not out.legacy_windows
+        laid_out = text(out.width) if plain else None
+        if laid_out is None:
+            out.print(*renderables)
+        else:
+            out.file.write(laid_out)
+            out.file.flush()
 
     def exception(self) -> None:
         """Print the exception being handled to stderr, without any local variable."""

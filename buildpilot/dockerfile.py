@@ -229,11 +229,30 @@ def parse_dockerfile(
     """Parse a Dockerfile into the model of what BuildKit builds; DockerfileError when invalid.
 
     `build_args` are the `--build-arg` values, `named_contexts` the names given to
-    `--build-context` (they replace stages and images of the same name).
+    `--build-context` (they replace stages and images of the same name). A run reads the
+    same Dockerfile for validation, planning and fingerprints: each text is parsed once per
+    process and the model shared, under the path each caller names it by.
     """
-    text = text.removeprefix("\ufeff")
+    try:
+        model = _parse_once(
+            text.removeprefix("\ufeff"),
+            tuple(sorted(build_args.items())),
+            frozenset(named_contexts),
+        )
+    except DockerfileError as exc:
+        raise DockerfileError(path, exc.line, exc.problem) from None
+    return replace(model, path=path)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_once(
+    text: str, build_args: tuple[tuple[str, str], ...], named_contexts: frozenset[str]
+) -> DockerfileModel:
+    """The model of `text`, with no path: errors name the path "" and are raised again with
+    the caller's path; the model is immutable, so every caller may share it."""
+    path = ""
     directives = _directives(text)
-    commands = _go_parse(text, path)
+    commands = _go_parse(text)
     header = list(_until_first_from(commands, path))
     if len(header) == len(commands):
         line = commands[-1].end_line if commands else 1
@@ -241,7 +260,7 @@ def parse_dockerfile(
     builder = _Builder(
         path=path,
         escape=directives.get("escape", "\\"),
-        build_args=build_args,
+        build_args=dict(build_args),
         named=frozenset(
             _familiar(name) for name in named_contexts if name.lower() not in {SCRATCH, "context"}
         ),
@@ -273,14 +292,12 @@ class _Cmd(NamedTuple):
     heredocs: tuple[tuple[str, str], ...]
 
 
-@functools.lru_cache(maxsize=4096)
-def _go_parse(text: str, path: str) -> tuple[_Cmd, ...]:
-    """BuildKit's parse of a Dockerfile, once per text: a run parses each Dockerfile for
-    validation, planning and fingerprints."""
+def _go_parse(text: str) -> tuple[_Cmd, ...]:
+    """BuildKit's parse of a Dockerfile (errors name the path "", see `_parse_once`)."""
     try:
         parsed = _goparser.parse_string(text)
     except _goparser.GoParseError as exc:
-        raise DockerfileError(path, _error_line(text, str(exc)), str(exc)) from None
+        raise DockerfileError("", _error_line(text, str(exc)), str(exc)) from None
     return tuple(
         _Cmd(
             cmd=str(c.cmd).upper(),

@@ -12,7 +12,6 @@ not a shell.
 
 from __future__ import annotations
 
-import enum
 import fnmatch
 import json
 import os
@@ -34,25 +33,9 @@ from buildpilot.dockerfile import (
     Stage,
     parse_dockerfile,
 )
+from buildpilot.doctor_options import Severity
 from buildpilot.errors import ConfigError, UnknownImageError
 from buildpilot.ignore import IgnoreMatcher, ignore_file_for, source_reads
-
-
-class Severity(enum.StrEnum):
-    """How bad a finding is; ordered info < warning < error."""
-
-    ERROR = "error"
-    WARNING = "warning"
-    INFO = "info"
-
-    @property
-    def rank(self) -> int:
-        """0 for info, 1 for warning, 2 for error."""
-        return (Severity.INFO, Severity.WARNING, Severity.ERROR).index(self)
-
-    def at_least(self, threshold: Severity) -> bool:
-        """Whether this severity is `threshold` or worse."""
-        return self.rank >= threshold.rank
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ the GitLab format is its Code Quality report (a JSON array of Code Climate issue
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import json
 from collections import Counter
@@ -18,7 +17,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from buildpilot.doctor import DoctorReport, Finding, ImageReport, Severity
+from buildpilot.doctor import DoctorReport, Finding, ImageReport
+from buildpilot.doctor_options import OutputFormat, Severity
 
 SEVERITY_STYLES: dict[Severity, str] = {
     Severity.ERROR: "bold red",
@@ -35,15 +35,6 @@ GITLAB_SEVERITIES: dict[Severity, str] = {
     Severity.WARNING: "major",
     Severity.INFO: "info",
 }
-
-
-class OutputFormat(enum.StrEnum):
-    """How `buildpilot doctor` shows its findings."""
-
-    TABLE = "table"
-    JSON = "json"
-    GITHUB = "github"
-    GITLAB = "gitlab"
 
 
 def location(finding: Finding) -> str:

@@ -75,6 +75,58 @@ def toplevel(root: Path) -> Path:
 def changed_files(root: Path, ref: str) -> ChangeSet:
     """Committed changes since the merge base of `ref` and HEAD, plus staged, unstaged and
     untracked (not ignored) files. A rename counts on both sides; a deletion counts too."""
+    return PendingChanges(root, ref).result()
+
+
+class PendingChanges:
+    """`changed_files(root, ref)`, asked of git as soon as this is made.
+
+    Three git processes run at once: the top level with the merge base (`rev-parse REF...HEAD`
+    names both commits, then every merge base), the diff from the merge base (`--merge-base`,
+    git 2.30) and the untracked files. If any of them fails (an old git, several merge bases,
+    a missing ref...), the questions are asked again one after the other, as before, for the
+    answer or the error that says why.
+    """
+
+    def __init__(self, root: Path, ref: str, *, within: Sequence[str] = ()) -> None:
+        """`within`: paths from the top level the answer may be limited to (all if empty)."""
+        self.root = root
+        self.ref = ref
+        specs = [f":(top,literal){path}" for path in within]
+        self._running = [
+            _start(root, "rev-parse", "--show-toplevel", f"{ref}...HEAD"),
+            # The untracked-file walk runs beside it: preloading the index with threads
+            # would only make the two contend.
+            _start(
+                root, "-c", "core.preloadIndex=false", *_DIFF, "--merge-base", ref, "--", *specs
+            ),
+            _start(root, *_UNTRACKED, "--full-name", "--", *(specs or [":/"])),
+        ]
+
+    def result(self) -> ChangeSet:
+        """Wait for the answer; raise GitError where git has none."""
+        found, diff, untracked = (_finish(process) for process in self._running)
+        lines = [] if found is None else found.splitlines()
+        bases = [line[1:] for line in lines[3:] if line.startswith("^")]
+        if len(lines) != 4 or len(bases) != 1 or diff is None or untracked is None:
+            return _changed_files_stepwise(self.root, self.ref)
+        return _change_set(self.ref, bases[0], Path(lines[0]), diff, untracked)
+
+    def cancel(self) -> None:
+        """Stop git where it still runs: the answer is not wanted."""
+        for process in self._running:
+            if process is not None and process.poll() is None:
+                process.kill()
+            if process is not None:
+                process.communicate()
+
+
+_UNTRACKED = ("ls-files", "--others", "--exclude-standard", "-z")
+# A diff prints paths from the top level, unless `diff.relative` says otherwise.
+_DIFF = ("-c", "diff.relative=false", "diff", "--name-status", "--no-renames", "-z")
+
+
+def _changed_files_stepwise(root: Path, ref: str) -> ChangeSet:
     top = toplevel(root)
     _require_ref(top, ref)
     try:
@@ -84,9 +136,13 @@ def changed_files(root: Path, ref: str) -> ChangeSet:
             f"no merge base between {ref} and HEAD: the history between them is missing",
             hint=_FETCH_HINT.format(ref=ref),
         ) from None
+    diff = run_git(top, *_DIFF, base)
+    untracked = run_git(top, *_UNTRACKED)
+    return _change_set(ref, base, top, diff, untracked)
+
+
+def _change_set(ref: str, base: str, top: Path, diff: str, untracked: str) -> ChangeSet:
     # --no-renames lists a rename as a deletion and an addition: both sides count.
-    diff = run_git(top, "diff", "--name-status", "--no-renames", "-z", base)
-    untracked = run_git(top, "ls-files", "--others", "--exclude-standard", "-z")
     files: set[str] = set()
     deleted: set[str] = set()
     fields = diff.split("\0")
@@ -97,8 +153,34 @@ def changed_files(root: Path, ref: str) -> ChangeSet:
                 deleted.add(path)
     files.update(p for p in untracked.split("\0") if p)
     return ChangeSet(
-        ref=ref, base=base, root=top, files=frozenset(files), deleted=frozenset(deleted)
+        ref=ref, base=base.strip(), root=top, files=frozenset(files), deleted=frozenset(deleted)
     )
+
+
+def _start(root: Path, *args: str) -> subprocess.Popen[str] | None:
+    """git running in `root`, its stdout piped; None when it cannot start."""
+    try:
+        return subprocess.Popen(
+            ["git", "-C", str(root), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+    except OSError:
+        return None
+
+
+def _finish(process: subprocess.Popen[str] | None) -> str | None:
+    """The stdout of a git started by `_start`, or None when it failed."""
+    if process is None:
+        return None
+    try:
+        out, _ = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        return None
+    return out if process.returncode == 0 else None
 
 
 def file_at(top: Path, commit: str, path: str) -> str | None:

@@ -444,8 +444,9 @@ class IgnoreMatcher:
 
     @classmethod
     def from_text(cls, text: str) -> IgnoreMatcher:
-        """The matcher for the content of an ignore file."""
-        return cls(tuple(read_ignore_text(text)))
+        """The matcher for the content of an ignore file (one per text: images built from
+        one context share its ignore file)."""
+        return _matcher_of(text)
 
     @classmethod
     def from_file(cls, path: Path | None) -> IgnoreMatcher:
@@ -531,6 +532,14 @@ def _copy_source(pattern: str) -> _CopySource:
     return _CopySource("/".join(parts[:split]), compiled, depth)
 
 
+def source_root(pattern: str) -> str | None:
+    """The path every file that `COPY <pattern>` reads lies in or is, relative to the
+    context ("" for all of it): `source_reads(pattern, p)` holds for no `p` outside it.
+    None when the pattern reads nothing."""
+    source = _copy_source(pattern)
+    return None if source.malformed else source.base
+
+
 def source_reads(pattern: str, relpath: str) -> bool:
     """Whether `COPY <pattern> ...` (or ADD) from a context reads the file `relpath`.
 
@@ -570,3 +579,8 @@ def files_read(patterns: Sequence[str], files: Iterable[str], ignore: IgnoreMatc
         for rel in files
         if any(source_reads(pattern, rel) for pattern in patterns) and not ignore.ignored(rel)
     }
+
+
+@lru_cache(maxsize=256)
+def _matcher_of(text: str) -> IgnoreMatcher:
+    return IgnoreMatcher(tuple(read_ignore_text(text)))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from rich.console import RenderableType
@@ -18,7 +17,9 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
-from buildpilot.changes import reason_line
+from buildpilot import planreport
+from buildpilot.planreport import PlanData
+from buildpilot.prediction import reason_line
 from buildpilot.results import (
     ImageResult,
     PhaseTiming,
@@ -30,11 +31,11 @@ from buildpilot.results import (
 )
 from buildpilot.selection import Forecast
 from buildpilot.size_report import size_view
+from buildpilot.texttable import truncate
 
 if TYPE_CHECKING:
     from buildpilot.release import ReleaseManifest
 
-ELLIPSIS = "…"
 INSTRUCTION_WIDTH = 60  # characters of a step's instruction shown in the step table
 SLOWEST_WIDTH = 36  # characters of the slowest step's instruction shown in the summary
 NOT_APPLICABLE = "-"
@@ -56,7 +57,6 @@ PHASE_LABELS: dict[str, str] = {
 }
 
 _VERTEX_PREFIX = re.compile(r"^\[[^\]]*\]\s*")
-_WHITESPACE = re.compile(r"\s+")
 
 
 # --- small formatting helpers, shared with console.py ---------------------------------------
@@ -70,14 +70,6 @@ def format_duration(seconds: float) -> str:
     if whole < 3600:
         return f"{whole // 60}m{whole % 60:02d}s"
     return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
-
-
-def truncate(text: str, width: int) -> str:
-    """Collapse whitespace to single spaces and cut `text` to `width` characters with `…`."""
-    flat = _WHITESPACE.sub(" ", text).strip()
-    if len(flat) <= width:
-        return flat
-    return flat[: max(width - 1, 0)] + ELLIPSIS
 
 
 def short_digest(digest: str | None) -> str:
@@ -353,70 +345,15 @@ def _image_figures(image: ImageResult) -> dict[str, Any]:
     }
 
 
-def plan_data(forecast: Forecast) -> dict[str, Any]:
-    """The plan as data: every image with its decision, reasons and predicted steps."""
-    images = []
-    for name in forecast.order:
-        decision = forecast.decisions[name]
-        predicted = forecast.prediction.images[name] if forecast.prediction else None
-        fingerprint = forecast.fingerprints.get(name)
-        images.append(
-            {
-                "name": name,
-                "affected": predicted.affected if predicted else True,
-                "action": decision.action.value,
-                "why": decision.reason,
-                "reasons": [asdict(r) for r in predicted.reasons] if predicted else [],
-                "steps": [asdict(s) for s in predicted.steps] if predicted else [],
-                "first_misses": {
-                    stage: asdict(step) for stage, step in predicted.first_misses().items()
-                }
-                if predicted
-                else {},
-                "fingerprint": fingerprint.value if fingerprint else None,
-            }
-        )
-    prediction = forecast.prediction
-    return {
-        "since": prediction.since if prediction else None,
-        "base": prediction.base if prediction else None,
-        "changed_files": list(prediction.changed_files) if prediction else [],
-        "images": images,
-        "order": forecast.waves,
-    }
-
-
-def plan_json(forecast: Forecast) -> str:
-    """`buildpilot plan --json`."""
-    return json.dumps(plan_data(forecast), indent=2)
-
-
-def plan_view(forecast: Forecast) -> list[RenderableType]:
-    """`buildpilot plan`: one row per image in build order, then the parallel waves."""
-    since = forecast.prediction.since if forecast.prediction else None
-    title = f"plan since {since}" if since else "plan (no --since: every selected image builds)"
-    table = Table(title=title, title_justify="left")
-    for column in ("image", "action", "first misses", "why"):
+def plan_view(data: PlanData) -> list[RenderableType]:
+    """`buildpilot plan` for a terminal: one row per image in build order, then the parallel
+    waves (`planreport.plan_text` is the same without escape codes)."""
+    table = Table(title=planreport.title(data), title_justify="left")
+    for column in planreport.COLUMNS:
         table.add_column(column, overflow="fold")
-    for name in forecast.order:
-        decision = forecast.decisions[name]
-        predicted = forecast.prediction.images[name] if forecast.prediction else None
-        misses = (
-            "\n".join(
-                f"{stage}: line {step.line} {truncate(step.instruction, 40)}"
-                for stage, step in predicted.first_misses().items()
-            )
-            if predicted
-            else "-"
-        )
-        style = {"build": "bold", "reuse": "cyan", "skip": "dim"}[decision.action.value]
-        table.add_row(
-            Text(name, style=style), decision.action.value, misses or "-", decision.reason
-        )
-    waves = (
-        " -> ".join("[" + ", ".join(wave) + "]" for wave in forecast.waves) or "nothing to build"
-    )
-    return [table, Text(f"build order: {waves}")]
+    for name, action, misses, why in planreport.rows(data):
+        table.add_row(Text(name, style=planreport.ACTION_STYLES[action]), action, misses, why)
+    return [table, Text(planreport.build_order(data))]
 
 
 def explain_view(forecast: Forecast, image: str) -> list[RenderableType]:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from buildpilot import graph
-from buildpilot.changes import ImagePrediction, Prediction, reason_line
-from buildpilot.fingerprint import Fingerprint
+from buildpilot.prediction import ImagePrediction, Prediction, reason_line
+
+if TYPE_CHECKING:  # the warm plan path decides without importing the config's models
+    from buildpilot.fingerprint import Fingerprint
 
 
 class Action(enum.StrEnum):

@@ -13,7 +13,8 @@ import posixpath
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from buildpilot.config import CONFIG_NAME, Project
+from buildpilot import CONFIG_NAME
+from buildpilot.config import Project
 
 STATE_DIR = ".buildpilot"  # beside the config: run records, reports, cache-mount directories
 JUNIT_REPORT = "junit.xml"

@@ -37,10 +37,31 @@ class YamlError(Exception):
         self.line = line
 
 
+# libyaml composes the same nodes about seven times faster; its errors are worded
+# differently, so a text it refuses is parsed again by PyYAML for the message.
+_FAST_LOADER: type[yaml.SafeLoader] | None = getattr(yaml, "CSafeLoader", None)
+
+
 def load_yaml(text: str, path: Path) -> YamlSource:
     """Parse `text` (read from `path`); raise YamlError on a syntax error or a duplicate key."""
+    node = None
+    if _FAST_LOADER is not None:
+        try:
+            node = yaml.compose(text, Loader=_FAST_LOADER)
+        except yaml.YAMLError:
+            node = _compose(text)
+    else:
+        node = _compose(text)
+    lines: dict[Loc, int] = {}
+    loader = yaml.SafeLoader("")
+    data = _construct(node, (), lines, loader) if node is not None else None
+    return YamlSource(path=path, data=data, lines=lines)
+
+
+def _compose(text: str) -> yaml.Node | None:
+    """PyYAML's own parse, whose errors say where and what."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        return yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -54,10 +75,6 @@ def load_yaml(text: str, path: Path) -> YamlSource:
         raise YamlError(problem, line) from None
     except yaml.YAMLError as exc:
         raise YamlError(str(exc), None) from None
-    lines: dict[Loc, int] = {}
-    loader = yaml.SafeLoader("")
-    data = _construct(node, (), lines, loader) if node is not None else None
-    return YamlSource(path=path, data=data, lines=lines)
 
 
 def _construct(node: yaml.Node, loc: Loc, lines: dict[Loc, int], loader: yaml.SafeLoader) -> Any:

@@ -311,3 +311,23 @@ def test_a_mirror_change_affects_the_images_that_declare_its_arg(repo: Path) -> 
     data = plan(repo)
     assert affected(data) == {"tts"}  # stt declares no PIP_INDEX_URL
     assert first_miss(data, "tts") == {"stage-0": (3, "RUN pip install -i $PIP_INDEX_URL x")}
+
+
+def test_deleting_an_ignore_file_includes_what_it_left_out(repo: Path) -> None:
+    write_tree(repo, {"services/tts/src/cache.tmp": "t\n"})
+    commit(repo)
+    (repo / ".dockerignore").unlink()
+    data = plan(repo)
+    assert affected(data) == {"tts"}  # stt has an ignore file of its own
+    assert [(r["file"], r["detail"]) for r in image(data, "tts")["reasons"]] == [
+        ("services/tts/src/cache.tmp", "now included")
+    ]
+
+
+def test_an_ignore_file_of_its_own_with_the_same_rules_changes_nothing(repo: Path) -> None:
+    write_tree(repo, {"services/tts/src/cache.tmp": "t\n"})
+    commit(repo)
+    write_tree(repo, {"services/tts/Dockerfile.dockerignore": "**/*.tmp\n"})
+    assert affected(plan(repo)) == set()
+    write_tree(repo, {"services/tts/Dockerfile.dockerignore": "**/*.log\n"})
+    assert affected(plan(repo)) == {"tts"}

@@ -24,6 +24,7 @@ from buildpilot.ignore import (
     ignore_file_for,
     read_ignore_text,
     source_reads,
+    source_root,
 )
 
 # moby/patternmatcher patternmatcher_test.go, TestMatches (checked with MatchesOrParentMatches:
@@ -411,64 +412,74 @@ def test_ignored_is_fast_enough_for_a_large_monorepo() -> None:
 # --------------------------------------------------------------------------- COPY
 
 
-@pytest.mark.parametrize(
-    ("source", "path", "expected"),
-    [
-        # COPY . .
-        (".", "a.txt", True),
-        (".", "deep/dir/file", True),
-        # a file, exactly
-        ("requirements.txt", "requirements.txt", True),
-        ("requirements.txt", "requirements.txt.bak", False),
-        ("requirements.txt", "sub/requirements.txt", False),
-        # a directory, whole (`COPY src/ /app`)
-        ("src/", "src/main.py", True),
-        ("src", "src/pkg/mod.py", True),
-        ("src", "src", True),
-        ("src", "srcx/main.py", False),
-        ("src", "other/src/main.py", False),
-        ("./src/./pkg", "src/pkg/a.py", True),
-        # COPY *.txt
-        ("*.txt", "a.txt", True),
-        ("*.txt", ".hidden.txt", True),
-        ("*.txt", "dir/a.txt", False),
-        ("*.txt", "a.txt.gz", False),
-        # COPY services/*/requirements.txt
-        ("services/*/requirements.txt", "services/stt/requirements.txt", True),
-        ("services/*/requirements.txt", "services/requirements.txt", False),
-        ("services/*/requirements.txt", "services/a/b/requirements.txt", False),
-        ("services/*/requirements.txt", "other/stt/requirements.txt", False),
-        # a wildcard that names directories copies them whole
-        ("services/*", "services/stt/src/main.py", True),
-        ("packages/*/src", "packages/core/src/x/y.py", True),
-        ("packages/*/src", "packages/core/tests/test.py", False),
-        # `**` is not recursive in plain COPY: it is `*`, one component
-        ("**/*.py", "a/b.py", True),
-        ("**/*.py", "b.py", False),
-        ("**/*.py", "a/b/c.py", False),
-        ("**", "anything/at/all", True),
-        # paths with spaces (`COPY ["a b.txt", "/x"]`)
-        ("a b.txt", "a b.txt", True),
-        ("a b.txt", "a", False),
-        ("my dir/*.txt", "my dir/x y.txt", True),
-        # classes and `?`
-        ("[ab].txt", "a.txt", True),
-        ("[ab].txt", "c.txt", False),
-        ("[^ab].txt", "c.txt", True),
-        ("file?.txt", "file1.txt", True),
-        ("file?.txt", "file10.txt", False),
-        ("v[0-9]/*", "v1/x", True),
-        # escapes: inside a wildcard component they are literal; a component without a
-        # wildcard is used as written (backslash included) by fsutil
-        ("\\*x*", "*xy", True),
-        ("\\*x*", "axy", False),
-        # a malformed wildcard copies nothing (fsutil ignores filepath.Match's error)
-        ("[", "[", False),
-        ("a[", "a[", False),
-    ],
-)
+COPY_CASES = [
+    # COPY . .
+    (".", "a.txt", True),
+    (".", "deep/dir/file", True),
+    # a file, exactly
+    ("requirements.txt", "requirements.txt", True),
+    ("requirements.txt", "requirements.txt.bak", False),
+    ("requirements.txt", "sub/requirements.txt", False),
+    # a directory, whole (`COPY src/ /app`)
+    ("src/", "src/main.py", True),
+    ("src", "src/pkg/mod.py", True),
+    ("src", "src", True),
+    ("src", "srcx/main.py", False),
+    ("src", "other/src/main.py", False),
+    ("./src/./pkg", "src/pkg/a.py", True),
+    # COPY *.txt
+    ("*.txt", "a.txt", True),
+    ("*.txt", ".hidden.txt", True),
+    ("*.txt", "dir/a.txt", False),
+    ("*.txt", "a.txt.gz", False),
+    # COPY services/*/requirements.txt
+    ("services/*/requirements.txt", "services/stt/requirements.txt", True),
+    ("services/*/requirements.txt", "services/requirements.txt", False),
+    ("services/*/requirements.txt", "services/a/b/requirements.txt", False),
+    ("services/*/requirements.txt", "other/stt/requirements.txt", False),
+    # a wildcard that names directories copies them whole
+    ("services/*", "services/stt/src/main.py", True),
+    ("packages/*/src", "packages/core/src/x/y.py", True),
+    ("packages/*/src", "packages/core/tests/test.py", False),
+    # `**` is not recursive in plain COPY: it is `*`, one component
+    ("**/*.py", "a/b.py", True),
+    ("**/*.py", "b.py", False),
+    ("**/*.py", "a/b/c.py", False),
+    ("**", "anything/at/all", True),
+    # paths with spaces (`COPY ["a b.txt", "/x"]`)
+    ("a b.txt", "a b.txt", True),
+    ("a b.txt", "a", False),
+    ("my dir/*.txt", "my dir/x y.txt", True),
+    # classes and `?`
+    ("[ab].txt", "a.txt", True),
+    ("[ab].txt", "c.txt", False),
+    ("[^ab].txt", "c.txt", True),
+    ("file?.txt", "file1.txt", True),
+    ("file?.txt", "file10.txt", False),
+    ("v[0-9]/*", "v1/x", True),
+    # escapes: inside a wildcard component they are literal; a component without a
+    # wildcard is used as written (backslash included) by fsutil
+    ("\\*x*", "*xy", True),
+    ("\\*x*", "axy", False),
+    # a malformed wildcard copies nothing (fsutil ignores filepath.Match's error)
+    ("[", "[", False),
+    ("a[", "a[", False),
+]
+
+
+@pytest.mark.parametrize(("source", "path", "expected"), COPY_CASES)
 def test_source_reads(source: str, path: str, expected: bool) -> None:
     assert source_reads(source, path) is expected
+
+
+@pytest.mark.parametrize(("source", "path", "expected"), COPY_CASES)
+def test_what_a_source_reads_lies_under_its_root(source: str, path: str, expected: bool) -> None:
+    root = source_root(source)
+    if expected:
+        assert root is not None
+        assert root in ("", path) or path.startswith(root + "/")
+    if root is None:
+        assert not expected
 
 
 def test_double_star_in_copy_is_a_single_component_star() -> None:

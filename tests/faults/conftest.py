@@ -83,7 +83,9 @@ def cli_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
         for k, v in os.environ.items()
         if k not in {"CI", "GITHUB_ACTIONS", "GITLAB_CI", "GITHUB_STEP_SUMMARY"}
     }
-    return {**env, "NO_COLOR": "1", "COLUMNS": "200", **(extra or {})}
+    tree = str(Path(__file__).resolve().parents[2])  # this checkout's buildpilot, not another
+    pythonpath = os.pathsep.join(filter(None, [tree, env.get("PYTHONPATH")]))
+    return {**env, "NO_COLOR": "1", "COLUMNS": "200", "PYTHONPATH": pythonpath, **(extra or {})}
 
 
 def buildpilot(

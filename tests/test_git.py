@@ -10,7 +10,8 @@ from buildpilot import git as gitops
 from buildpilot.errors import GitError
 from tests.conftest import MakeRepo, git, write_tree
 
-COMMIT = ("-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm")
+IDENTITY = ("-c", "user.email=t@example.com", "-c", "user.name=t")
+COMMIT = (*IDENTITY, "commit", "-qm")
 
 
 @pytest.fixture
@@ -89,31 +90,9 @@ def test_several_merge_bases_as_before(repo: Path) -> None:
     git(repo, "add", "-A")
     git(repo, *COMMIT, "other")
     git(repo, "checkout", "-q", "feature")
-    git(
-        repo,
-        "-c",
-        "user.email=t@example.com",
-        "-c",
-        "user.name=t",
-        "merge",
-        "-q",
-        "other",
-        "-m",
-        "merge other",
-    )
+    git(repo, *IDENTITY, "merge", "-q", "other", "-m", "merge other")
     git(repo, "checkout", "-q", "other")
-    git(
-        repo,
-        "-c",
-        "user.email=t@example.com",
-        "-c",
-        "user.name=t",
-        "merge",
-        "-q",
-        "feature~1",
-        "-m",
-        "merge feature",
-    )
+    git(repo, *IDENTITY, "merge", "-q", "feature~1", "-m", "merge feature")
     git(repo, "checkout", "-q", "feature")
     write_tree(repo, {"app/src/late.py": "late\n"})
     assert len(git(repo, "merge-base", "--all", "other", "HEAD").split()) == 2

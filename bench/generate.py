@@ -32,6 +32,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 HERE = Path(__file__).resolve().parent
 TOP = HERE.parent
 BUSYBOX = Path("/bin/busybox")
@@ -307,7 +309,9 @@ def copy_example(dest: Path) -> Path:
         if line.startswith("registry:")
     )
     _write(dest / ".gitignore", "\n".join(IGNORED) + "\n")
-    _write(dest / MANIFEST, json.dumps({**EXAMPLE_MANIFEST, "registry": registry}, indent=2))
+    images = list(yaml.safe_load(config)["images"])
+    manifest = {**EXAMPLE_MANIFEST, "registry": registry, "images": images}
+    _write(dest / MANIFEST, json.dumps(manifest, indent=2))
     git(dest, "init", "-q", "-b", "main")
     commit_all(dest, "the bundled example")
     return dest

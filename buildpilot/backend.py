@@ -34,7 +34,6 @@ from buildpilot.registry import (
     DOCKER_HUB,
     RegistryError,
     Repository,
-    image_name,
     manifest_digest,
     tag_digest,
     tag_name,
@@ -107,6 +106,9 @@ class Backend(Protocol):
     def save(self, ref: str, path: Path) -> None:
         """Write image `ref` to `path` as a `docker save` archive (pulled first if not local)."""
         ...
+
+
+_INSPECT_CHUNK = 5  # refs per `docker image inspect` process
 
 
 class DockerBackend:
@@ -224,33 +226,32 @@ class DockerBackend:
 
     def find(self, refs: Sequence[str], *, registry: bool) -> dict[str, Found]:
         """Those of `refs` that exist: in the registry, one HEAD request each, in parallel;
-        in the local store, one `docker image inspect` for all of them."""
+        in the local store, `docker image inspect`, a few refs per process."""
         if not refs:
             return {}
         if registry:
             with ThreadPoolExecutor(max_workers=8) as pool:
                 digests = dict(zip(refs, pool.map(self._registry_digest, refs), strict=True))
             return {ref: Found(digest) for ref, digest in digests.items() if digest}
-        # One listing of the images' repositories: `docker image inspect` of many refs costs
-        # a round trip each, and a whole `docker image ls` grows with the store.
-        filters = [f"--filter=reference={name}" for name in sorted(set(map(image_name, refs)))]
-        done = _capture(
-            [*self._docker_cmd(), "image", "ls", "--no-trunc", "--format", "{{json .}}", *filters]
-        )
-        tags: dict[str, set[str]] = {}
-        for line in done.stdout.splitlines() if done.returncode == 0 else []:
+        # `docker image inspect` costs a round trip per ref, independent of the store's size
+        # (a listing scans every image): a few refs per process, processes in parallel.
+        chunks = [refs[i : i + _INSPECT_CHUNK] for i in range(0, len(refs), _INSPECT_CHUNK)]
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            found = pool.map(self._inspect_local, chunks)
+        return {ref: item for part in found for ref, item in part.items()}
+
+    def _inspect_local(self, refs: Sequence[str]) -> dict[str, Found]:
+        done = _capture([*self._docker_cmd(), "image", "inspect", "--format", "{{json .}}", *refs])
+        found: dict[str, Found] = {}
+        for line in done.stdout.splitlines():  # one line per image found; missing ones: stderr
             try:
                 image = json.loads(line)
-                tags.setdefault(image["ID"], set()).add(f"{image['Repository']}:{image['Tag']}")
-            except (ValueError, KeyError, TypeError):
+            except ValueError:
                 continue
-        return {
-            ref: Found(digest, frozenset(on))
-            for digest, on in tags.items()
-            if digest.startswith("sha256:")
-            for ref in refs
-            if ref in on
-        }
+            digest, tags = image.get("Id"), frozenset(image.get("RepoTags") or ())
+            if isinstance(digest, str) and digest.startswith("sha256:"):
+                found.update({ref: Found(digest, tags) for ref in refs if ref in tags})
+        return found
 
     def _registry_digest(self, ref: str) -> str | None:
         """The registry's digest for `ref`; through `imagetools inspect` (which honours the

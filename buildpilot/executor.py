@@ -115,9 +115,8 @@ class _Scheduler:
         self.plan = plan
         self.backend = backend
         self.terminal = terminal
-        bases = {b for request in plan.requests.values() for b in request.image_contexts.values()}
         self.tools = _Tools(
-            backend, terminal, clock, cachemounts.Injections(), frozenset(bases), self._exported
+            backend, terminal, clock, cachemounts.Injections(), plan.bases, self._exported
         )
         self.jobs = max(1, options.jobs)
         self.fail_fast = options.fail_fast

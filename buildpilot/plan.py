@@ -130,6 +130,11 @@ class Plan:
         """Every image, bases first."""
         return [name for wave in self.waves for name in wave]
 
+    @property
+    def bases(self) -> frozenset[str]:
+        """The images others are built on (through `image:` contexts)."""
+        return frozenset(b for r in self.requests.values() for b in r.image_contexts.values())
+
 
 def dependency_graph(project: Project) -> dict[str, list[str]]:
     """image -> the images it depends on."""

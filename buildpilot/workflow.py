@@ -340,8 +340,7 @@ def _lookup(plan: Plan, names: Iterable[str], backend: Backend) -> dict[str, Fou
 
 def _to_look_up(prepared: Prepared) -> list[str]:
     """Images whose existing build matters: those to reuse, and bases to speculate on."""
-    requests = prepared.plan.requests.values()
-    bases = {base for request in requests for base in request.image_contexts.values()}
+    bases = prepared.plan.bases
     return [
         name
         for name, decision in prepared.decisions.items()
@@ -382,10 +381,9 @@ def _speculate(
     plan: Plan, existing: Mapping[str, Found], backend: Backend, *, skip: Iterable[str]
 ) -> dict[str, str]:
     """Pinned refs of existing images with the fingerprint of each base about to be built."""
-    bases = {b for request in plan.requests.values() for b in request.image_contexts.values()}
     return {
         base: pin(plan.requests[base], existing[base].digest, backend, existing[base].tags)
-        for base in bases.difference(skip).intersection(existing)
+        for base in plan.bases.difference(skip).intersection(existing)
     }
 
 

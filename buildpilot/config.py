@@ -16,7 +16,12 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from buildpilot import CONFIG_NAME
-from buildpilot.dockerfile import KNOWN_COMMANDS, DockerfileError, parse_dockerfile
+from buildpilot.dockerfile import (
+    KNOWN_COMMANDS,
+    DockerfileError,
+    DockerfileModel,
+    parse_dockerfile,
+)
 from buildpilot.errors import ConfigError
 from buildpilot.graph import find_cycle
 from buildpilot.size import parse_size
@@ -254,6 +259,17 @@ class Project:
                 self.context_dir(name) / self.image(name).dockerfile
             )
         return found
+
+    def dockerfile_model(self, name: str) -> DockerfileModel:
+        """Image `name`'s Dockerfile as BuildKit builds it, with the image's args and named
+        contexts (parsed once per process: `parse_dockerfile` shares each text's model)."""
+        image, path = self.image(name), self.dockerfile(name)
+        return parse_dockerfile(
+            path.read_text(encoding="utf-8"),
+            path=str(path),
+            build_args=image.args,
+            named_contexts=tuple(image.contexts),
+        )
 
     def cache_settings(self, name: str) -> CacheSettings:
         """The top-level cache settings with the image's overrides applied."""

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from buildpilot.config import Project
-from buildpilot.dockerfile import DockerfileModel, parse_dockerfile
+from buildpilot.dockerfile import DockerfileModel
 from buildpilot.errors import GitError
 from buildpilot.git import dirty_files, toplevel, tracked_blobs
 from buildpilot.ignore import IgnoreMatcher, ignore_file_for, source_reads
@@ -131,12 +131,7 @@ def _fingerprint(
 ) -> Fingerprint:
     image = project.image(name)
     dockerfile = project.dockerfile(name)
-    model = parse_dockerfile(
-        dockerfile.read_text(encoding="utf-8"),
-        path=str(dockerfile),
-        build_args=image.args,
-        named_contexts=tuple(image.contexts),
-    )
+    model = project.dockerfile_model(name)
     deps = {}
     for dep in image.dependencies():
         if done[dep].value is None:

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from buildpilot.config import Mirrors, Project
-from buildpilot.dockerfile import DockerfileModel, Instruction, parse_dockerfile
+from buildpilot.dockerfile import DockerfileModel, Instruction
 
 CA_BUNDLE_ID = "ca_bundle"
 # Mirrors field -> the build arg it becomes.
@@ -59,13 +59,7 @@ def mirror_inputs(
         return NONE
     image = project.image(name)
     if model is None:
-        dockerfile = project.dockerfile(name)
-        model = parse_dockerfile(
-            dockerfile.read_text(encoding="utf-8"),
-            path=str(dockerfile),
-            build_args=image.args,
-            named_contexts=tuple(image.contexts),
-        )
+        model = project.dockerfile_model(name)
     args, secret_ids = requested(model, image.target)
     given = {
         MIRROR_ARGS[key]: value

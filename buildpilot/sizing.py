@@ -19,7 +19,6 @@ from buildpilot.backend import Backend
 from buildpilot.cache import slug
 from buildpilot.config import Project
 from buildpilot.console import Terminal
-from buildpilot.dockerfile import parse_dockerfile
 from buildpilot.errors import BuildpilotError, ReportError, UnknownImageError
 from buildpilot.results import ImageResult, RunResult, Status
 from buildpilot.runs import STATE_DIR, load_run
@@ -47,12 +46,7 @@ def recipe(project: Project, name: str) -> Recipe:
     """Image `name`'s Dockerfile steps and budget, to map its layers to."""
     image = project.image(name)
     dockerfile = project.dockerfile(name)
-    model = parse_dockerfile(
-        dockerfile.read_text(encoding="utf-8"),
-        path=str(dockerfile),
-        build_args=image.args,
-        named_contexts=tuple(image.contexts),
-    )
+    model = project.dockerfile_model(name)
     origin, steps = layer_steps(model, image.target)
     try:
         shown = dockerfile.relative_to(project.root).as_posix()

@@ -17,7 +17,6 @@ from buildpilot.changes import Prediction, check_against, predict
 from buildpilot.ci import CiContext, detect
 from buildpilot.config import Project
 from buildpilot.console import Terminal
-from buildpilot.dockerfile import parse_dockerfile
 from buildpilot.errors import BuildpilotError, EngineError
 from buildpilot.executor import DEFAULT_JOBS, Clock, ExecuteOptions, Reused, execute, pin, utcnow
 from buildpilot.fingerprint import FileIndex, Fingerprint, context_dirs
@@ -225,12 +224,7 @@ def _with_persisted_mounts(project: Project, request: BuildRequest) -> BuildRequ
     image = project.image(request.image)
     if not image.persist_cache_mounts:
         return request
-    model = parse_dockerfile(
-        request.dockerfile.read_text(encoding="utf-8"),
-        path=str(request.dockerfile),
-        build_args=image.args,
-        named_contexts=tuple(image.contexts),
-    )
+    model = project.dockerfile_model(request.image)
     mounts = persisted_mounts(model, image.target, image.image_contexts())
     return replace(
         request,

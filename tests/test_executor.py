@@ -10,14 +10,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from buildpilot.backend import BuildOutcome, EngineInfo, Found, StatusCallback
+from buildpilot.backend import BuildOutcome, StatusCallback
 from buildpilot.console import Terminal
 from buildpilot.executor import ExecuteOptions, execute
 from buildpilot.plan import BuildRequest, Plan
 from buildpilot.results import Status
+from tests.quiet_backend import QuietBackend
 
 
-class FakeBackend:
+class FakeBackend(QuietBackend):
     """Builds take `delay` seconds; images in `failing` fail; digests are `sha256:<name><n>`."""
 
     def __init__(
@@ -38,9 +39,6 @@ class FakeBackend:
         self.running = 0
         self.most_running = 0
         self.lock = threading.Lock()
-
-    def check(self, *, builder: str | None) -> EngineInfo:
-        return EngineInfo(buildx_version="v0.13.1", driver="docker")
 
     def build(self, argv: Sequence[str], *, on_status: StatusCallback) -> BuildOutcome:
         name = (
@@ -65,18 +63,6 @@ class FakeBackend:
             return BuildOutcome(returncode=1, text_lines=[f"ERROR: {name} broke"])
         digest = self.digests.get(name, f"sha256:{name}")
         return BuildOutcome(returncode=0, metadata={"containerimage.digest": digest})
-
-    def tag(self, source: str, target: str) -> None:
-        pass
-
-    def find(self, refs: Sequence[str], *, registry: bool) -> dict[str, Found]:
-        return {}
-
-    def retag_remote(self, source: str, tags: Sequence[str]) -> None:
-        pass
-
-    def interrupt(self) -> None:
-        pass
 
 
 def export_events(digest: str) -> list[dict[str, Any]]:

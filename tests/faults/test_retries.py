@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 
 from buildpilot import executor
-from buildpilot.backend import BuildOutcome, EngineInfo, Found, StatusCallback
+from buildpilot.backend import BuildOutcome, StatusCallback
 from buildpilot.console import Terminal
 from buildpilot.executor import ExecuteOptions, execute
 from buildpilot.plan import BuildRequest, Output, Plan
 from buildpilot.results import ImageResult, Status
+from tests.quiet_backend import QuietBackend
 
 PUSH_503 = (
     "ERROR: failed to solve: failed to push localhost:5999/x/a:latest: failed commit on ref "
@@ -30,7 +31,7 @@ PUSH_403 = PUSH_503.replace("503 Service Unavailable", "403 Forbidden")
 STEP_FAILED = 'ERROR: failed to solve: process "/bin/sh -c false" did not complete: exit 1'
 
 
-class FailingBackend:
+class FailingBackend(QuietBackend):
     """Fails the first `failures` builds with `error`, then succeeds."""
 
     def __init__(self, error: str, failures: int) -> None:
@@ -38,29 +39,11 @@ class FailingBackend:
         self.failures = failures
         self.builds = 0
 
-    def check(self, *, builder: str | None) -> EngineInfo:
-        return EngineInfo(buildx_version="v0.13.1", driver="docker")
-
     def build(self, argv: Sequence[str], *, on_status: StatusCallback) -> BuildOutcome:
         self.builds += 1
         if self.builds <= self.failures:
             return BuildOutcome(returncode=1, text_lines=["#5 exporting to image", self.error])
         return BuildOutcome(returncode=0, metadata={"containerimage.digest": "sha256:" + "a" * 64})
-
-    def tag(self, source: str, target: str) -> None:
-        pass
-
-    def find(self, refs: Sequence[str], *, registry: bool) -> dict[str, Found]:
-        return {}
-
-    def retag_remote(self, source: str, tags: Sequence[str]) -> None:
-        pass
-
-    def interrupt(self) -> None:
-        pass
-
-    def save(self, ref: str, path: Path) -> None:
-        pass
 
 
 def run(backend: FailingBackend, output: Output = "push") -> tuple[ImageResult, str]:

@@ -44,8 +44,9 @@ from peers import MARKER, plain_commands, write_peers
 
 from buildpilot.plan import Output
 from buildpilot.progress import ProgressTracker, RawJsonStream
-from buildpilot.results import Status
-from buildpilot.runs import load_run, runs_dir
+from buildpilot.runlog import runs_dir
+from buildpilot.runs import load_run
+from buildpilot.status import Status
 
 HERE = Path(__file__).resolve().parent
 TOOLS = ("buildpilot", "bake", "plain")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from buildpilot.config import CacheSettings
+if TYPE_CHECKING:  # pure at run time: the warm reuse path slugs branches for tags
+    from buildpilot.config import CacheSettings
 
 _SLUG_DROP = re.compile(r"[^a-z0-9_.-]+")
 MAX_TAG = 128

@@ -8,23 +8,22 @@ printing), so a recorded run renders the same way every time.
 from __future__ import annotations
 
 import re
-import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
+from buildpilot.ci_files import ANSI
 from buildpilot.dockerfile import DockerfileError, parse_dockerfile
 from buildpilot.progress import is_cancellation
-from buildpilot.report import format_duration, has_run, step_instruction
-from buildpilot.results import ImageResult, PredictionCheck, RunResult, Status, StepTiming
+from buildpilot.report import has_run, step_instruction
+from buildpilot.results import ImageResult, PredictionCheck, RunResult, StepTiming
 from buildpilot.size_report import github_sizes
-from buildpilot.texttable import truncate
+from buildpilot.status import Status
+from buildpilot.texttable import NOT_APPLICABLE, format_duration, truncate
 
 SLOWEST_STEPS = 3  # steps listed per image in the job summary
 SUMMARY_INSTRUCTION_WIDTH = 48  # characters of a step's instruction in the job summary
 ANNOTATION_TAIL = 10  # log lines in a failure annotation
-DIGEST_PREFIX = "BUILDPILOT_DIGEST_"
-NOT_APPLICABLE = "-"
 
 STATUS_MARKS: dict[Status, str] = {
     Status.SUCCESS: "✅",
@@ -40,11 +39,7 @@ _DOCKERFILE_LINE = re.compile(
     r"(?<![\w.-])[\w./-]*Dockerfile[\w.-]*:(\d+)\b|dockerfile parse error on line (\d+)\b",
     re.IGNORECASE,
 )
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]")
-# Characters XML 1.0 cannot hold, even escaped.
-_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _SECTION_NAME_DROP = re.compile(r"[^A-Za-z0-9_.-]+")
-_NOT_ALNUM = re.compile(r"[^A-Za-z0-9]")
 _SPACES = re.compile(r"\s+")
 
 
@@ -157,7 +152,7 @@ def _flat(text: str) -> str:
 def _failure_message(image: ImageResult) -> str:
     """The reason the image failed, then the last lines of the failed step's output."""
     parts = [image.reason or "the build failed"]
-    tail = [_ANSI.sub("", line) for line in image.timeline.log_tail[-ANNOTATION_TAIL:]]
+    tail = [ANSI.sub("", line) for line in image.timeline.log_tail[-ANNOTATION_TAIL:]]
     if tail:
         parts.append("\n".join(tail))
     return "\n".join(parts)
@@ -240,7 +235,7 @@ def _summary_problems(images: Iterable[ImageResult]) -> list[str]:
         reason = _cell(image.reason or image.status.value)
         lines += ["", f"**{image.name}** {image.status.value}: {reason}"]
         if image.timeline.log_tail:
-            tail = "\n".join(_ANSI.sub("", line) for line in image.timeline.log_tail)
+            tail = "\n".join(ANSI.sub("", line) for line in image.timeline.log_tail)
             fence = "`" * max(3, _longest_run(tail, "`") + 1)
             lines += [
                 "",
@@ -303,104 +298,3 @@ def section_name(name: str) -> str:
 
 def _unix(now: datetime | float) -> int:
     return int(now.timestamp() if isinstance(now, datetime) else now)
-
-
-def junit_xml(run: RunResult) -> str:
-    """The run as a JUnit report: suite `buildpilot`, one test case per image.
-
-    A failed image is a failure with its failed step's output; an aborted, skipped or
-    interrupted one is skipped, with the reason.
-    """
-    counts = Counter(_junit_kind(image) for image in run.images)
-    suite = ET.Element(
-        "testsuite",
-        {
-            "name": "buildpilot",
-            "tests": str(len(run.images)),
-            "failures": str(counts["failure"]),
-            "errors": "0",
-            "skipped": str(counts["skipped"]),
-            "time": _seconds(run.duration),
-            "timestamp": run.started.isoformat(),
-        },
-    )
-    for image in run.images:
-        case = ET.SubElement(
-            suite,
-            "testcase",
-            {
-                "name": _xml_text(image.name),
-                "classname": "buildpilot.images",
-                "time": _seconds(image.duration),
-            },
-        )
-        kind = _junit_kind(image)
-        if kind == "failure":
-            failure = ET.SubElement(
-                case,
-                "failure",
-                {"message": _xml_text(image.reason or "the build failed"), "type": "BuildFailed"},
-            )
-            failure.text = _xml_text(_failure_text(image))
-        elif kind == "skipped":
-            ET.SubElement(case, "skipped", {"message": _xml_text(_skip_message(image))})
-        if image.digest:
-            ET.SubElement(case, "system-out").text = _xml_text(f"digest: {image.digest}")
-    ET.indent(suite)
-    body = ET.tostring(suite, encoding="unicode")
-    return f'<?xml version="1.0" encoding="UTF-8"?>\n{body}\n'
-
-
-def _junit_kind(image: ImageResult) -> str:
-    if image.status is Status.FAILED:
-        return "failure"
-    if image.status is Status.SUCCESS or (image.status is Status.SKIPPED and image.digest):
-        return "passed"  # built, or reused: the image exists
-    return "skipped"
-
-
-def _skip_message(image: ImageResult) -> str:
-    """`aborted: base failed`; the status alone when there is no other reason."""
-    status = image.status.value
-    return f"{status}: {image.reason}" if image.reason and image.reason != status else status
-
-
-def _failure_text(image: ImageResult) -> str:
-    lines = []
-    if image.timeline.failed_step:
-        lines.append(f"failed step: {image.timeline.failed_step}")
-    if image.timeline.log_tail:
-        lines += [""] if lines else []
-        lines += [_ANSI.sub("", line) for line in image.timeline.log_tail]
-    return "\n".join(lines) or (image.reason or "the build failed")
-
-
-def _seconds(value: float) -> str:
-    return f"{value:.3f}"
-
-
-def _xml_text(text: str) -> str:
-    """Text XML 1.0 can hold: terminal colours and other control characters removed."""
-    return _NOT_XML.sub("", _ANSI.sub("", text))
-
-
-def dotenv(run: RunResult) -> str:
-    """`BUILDPILOT_DIGEST_<IMAGE>=sha256:…` for every image with a digest (built or reused),
-    for `artifacts:reports:dotenv`. Two names that map to one variable (`a-b`, `a.b`) get
-    `_2`, `_3`… on the later ones, in run order."""
-    seen: Counter[str] = Counter()
-    lines = []
-    for image in run.images:
-        if not image.digest:
-            continue
-        key = digest_variable(image.name)
-        seen[key] += 1
-        if seen[key] > 1:
-            key = f"{key}_{seen[key]}"
-        lines.append(f"{key}={image.digest}")
-    return "".join(f"{line}\n" for line in lines)
-
-
-def digest_variable(image: str) -> str:
-    """`stt-gpu` -> `BUILDPILOT_DIGEST_STT_GPU`."""
-    return DIGEST_PREFIX + _NOT_ALNUM.sub("_", image.upper())

@@ -14,20 +14,18 @@ from pathlib import Path
 
 from buildpilot import ci_output, report
 from buildpilot.ci import CiContext
+from buildpilot.ci_files import write_ci_files
 from buildpilot.config import Project
 from buildpilot.console import Terminal
 from buildpilot.results import RunResult
-from buildpilot.runs import STATE_DIR
+from buildpilot.runlog import STATE_DIR
 
 
 def publish_ci_outputs(
     project: Project, run: RunResult, ci: CiContext, terminal: Terminal, env: Mapping[str, str]
 ) -> None:
     """Write the JUnit and dotenv files, and on CI print groups, annotations and summaries."""
-    state = project.root / STATE_DIR
-    state.mkdir(parents=True, exist_ok=True)
-    (state / "junit.xml").write_text(ci_output.junit_xml(run), encoding="utf-8")
-    (state / "digests.env").write_text(ci_output.dotenv(run), encoding="utf-8")
+    write_ci_files(project.root / STATE_DIR, run)
     if ci.system == "github":
         _github(project, run, terminal, env)
     elif ci.system == "gitlab":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -142,7 +143,7 @@ def build(
     as_json: Annotated[bool, typer.Option("--json", help="Print the run as JSON.")] = False,
 ) -> None:
     """Build images and the images they depend on, bases first, independent ones in parallel."""
-    from buildpilot import report
+    from buildpilot import report, reuseinputs
     from buildpilot.backend import DockerBackend
     from buildpilot.ci_publish import publish_ci_outputs
     from buildpilot.console import Terminal
@@ -150,6 +151,7 @@ def build(
     from buildpilot.workflow import BuildSettings, dry_run_lines, prepare_run, run_build
 
     terminal = Terminal()
+    read_since = time.time_ns()
     with _user_errors(terminal):
         project = _project(config)
         settings = BuildSettings(
@@ -184,6 +186,8 @@ def build(
             branch=options.branch,
         )
         publish_ci_outputs(project, run, context.ci, terminal, os.environ)
+        if skip_existing and push:  # for the next such run, when it only reuses (warmbuild)
+            reuseinputs.remember(project, read_since=read_since)
         if as_json:
             typer.echo(report.run_json(run))
         else:

@@ -33,12 +33,12 @@ from buildpilot.progress import DEFAULT_STAGE  # not repeated in progress lines
 from buildpilot.report import (
     STATUS_STYLES,
     cache_figure,
-    format_duration,
     has_run,
     step_instruction,
 )
-from buildpilot.results import ImageResult, Status, StepTiming
-from buildpilot.texttable import PLAIN_WIDTH, truncate
+from buildpilot.results import ImageResult, StepTiming
+from buildpilot.status import Status
+from buildpilot.texttable import PLAIN_WIDTH, format_duration, truncate
 
 LINE_INSTRUCTION_WIDTH = 100  # characters of an instruction in a plain progress line
 LIVE_INSTRUCTION_WIDTH = 50  # characters of an instruction in the live view

@@ -1,11 +1,13 @@
-"""The console entry point: a warm `plan` where it can (`warmplan.py`), else the full CLI.
+"""The console entry point: a warm `plan` (`warmplan.py`) or a warm reusing `build`
+(`warmbuild.py`) where it can, else the full CLI.
 
-It imports nothing beyond the standard library until it knows which: most of a warm `plan`
-is Python starting up.
+It imports nothing beyond the standard library until it knows which: most of a warm run is
+Python starting up.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 from buildpilot.errors import EXIT_INTERNAL, EXIT_INTERRUPTED
@@ -14,9 +16,9 @@ from buildpilot.errors import EXIT_INTERNAL, EXIT_INTERRUPTED
 def main() -> None:
     """`buildpilot ARGS` and `python -m buildpilot ARGS`."""
     argv = sys.argv[1:]
-    if argv[:1] == ["plan"]:
+    if argv[:1] == ["plan"] or (argv[:1] == ["build"] and "--skip-existing" in argv):
         try:
-            output = _warm_plan(argv[1:])
+            output = _warm(argv[0], argv[1:])
         except KeyboardInterrupt:  # as the full CLI says it
             sys.stderr.write("error: interrupted\n")
             sys.exit(EXIT_INTERRUPTED)
@@ -28,12 +30,16 @@ def main() -> None:
     full()
 
 
-def _warm_plan(argv: list[str]) -> str | None:
+def _warm(command: str, argv: list[str]) -> str | None:
     try:
-        from buildpilot.warmplan import run  # noqa: PLC0415 - only for `plan`
+        if command == "plan":
+            from buildpilot import warmplan  # noqa: PLC0415 - only for `plan`
+
+            return warmplan.run(argv)
+        from buildpilot import warmbuild  # noqa: PLC0415 - only for `build --skip-existing`
     except Exception:  # noqa: BLE001 - whatever is wrong there, the full CLI runs
         return None
-    return run(argv)
+    return warmbuild.run(argv, os.environ)
 
 
 def _write(output: str) -> None:

@@ -20,7 +20,8 @@ from buildpilot.plan import BuildRequest, Plan
 from buildpilot.progress import ProgressTracker
 from buildpilot.redact import Redactor, secret_values
 from buildpilot.registry import image_name
-from buildpilot.results import ImageResult, Status, StepTiming, Timeline
+from buildpilot.results import ImageResult, StepTiming, Timeline
+from buildpilot.status import Status
 
 Clock = Callable[[], datetime]
 # Builds mostly wait on BuildKit, which schedules the steps of concurrent builds itself (bake

@@ -18,14 +18,11 @@ import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
-from buildpilot.config import Project
-from buildpilot.dockerfile import DockerfileModel
 from buildpilot.errors import GitError
-from buildpilot.git import dirty_files, toplevel, tracked_blobs
+from buildpilot.git import index_entries, toplevel
 from buildpilot.ignore import IgnoreMatcher, ignore_file_for, source_reads
-from buildpilot.mirrors import mirror_inputs
 
 VERSION = "1"  # bump when what goes into a fingerprint changes
 
@@ -64,11 +61,7 @@ class FileIndex:
             top = toplevel(root).resolve()
         except GitError:
             return cls(root, dict.fromkeys(p.relative_to(root).as_posix() for p in _walk(root)))
-        specs = _pathspecs(top, within)
-        entries: dict[str, tuple[str, str] | None] = dict(tracked_blobs(top, specs))
-        for rel in dirty_files(top, specs):
-            entries[rel] = None
-        return cls(top, entries)
+        return cls(top, index_entries(top, _pathspecs(top, within)))
 
     def under(self, directory: Path) -> list[str]:
         """Files below `directory`, relative to it."""
@@ -105,104 +98,52 @@ def _pathspecs(top: Path, within: Sequence[Path]) -> list[str]:
     return sorted(set(specs)) if "." not in specs else []
 
 
-def context_dirs(project: Project, order: Sequence[str]) -> list[Path]:
-    """Every local directory the images of `order` read: contexts and local named contexts."""
-    dirs = []
-    for name in order:
-        dirs.append(project.context_dir(name))
-        for value in project.image(name).contexts.values():
-            if not value.startswith("image:") and "://" not in value:
-                dirs.append((project.root / value).resolve())
-    return dirs
+class ReadSpec(TypedDict):
+    """Files one context of a build reads: its directory, the source patterns of the steps
+    that read it, and the Dockerfile whose own ignore file applies (the build context only)."""
+
+    context: str  # "" for the build context, else the named context
+    directory: str
+    patterns: list[str]
+    dockerfile: str | None
 
 
-def fingerprints(
-    project: Project, order: Sequence[str], index: FileIndex
-) -> dict[str, Fingerprint]:
-    """The fingerprint of every image of `order` (bases first)."""
-    result: dict[str, Fingerprint] = {}
-    for name in order:
-        result[name] = _fingerprint(project, name, index, result)
-    return result
+class Spec(TypedDict):
+    """An image's fingerprint inputs apart from file contents, as plain data: what a warm
+    run keeps of the config and the Dockerfile (`fingerprint_inputs.spec` makes it)."""
+
+    dependencies: list[str]
+    unknown: str | None  # why the image has no fingerprint, if it has none
+    payload: dict[str, Any]  # everything hashed but the files and the dependencies
+    reads: list[ReadSpec]
 
 
-def _fingerprint(
-    project: Project, name: str, index: FileIndex, done: Mapping[str, Fingerprint]
-) -> Fingerprint:
-    image = project.image(name)
-    dockerfile = project.dockerfile(name)
-    model = project.dockerfile_model(name)
+def compute(spec: Spec, index: FileIndex, done: Mapping[str, Fingerprint]) -> Fingerprint:
+    """The fingerprint of an image from its spec, the files of `index`, and the fingerprints
+    of the images it depends on (`done`)."""
     deps = {}
-    for dep in image.dependencies():
+    for dep in spec["dependencies"]:
         if done[dep].value is None:
             return Fingerprint(None, f"image {dep} has no fingerprint: {done[dep].unknown}")
         deps[dep] = done[dep].value
-    instructions, reads, unknown = _inputs(model, image.target)
-    if unknown:
-        return Fingerprint(None, unknown)
+    if spec["unknown"]:
+        return Fingerprint(None, spec["unknown"])
     files: dict[str, list[tuple[str, str, str]]] = {}
-    for context_name, patterns in reads.items():
-        directory = _directory(project, name, context_name)
-        if directory is None:
-            continue
+    for read in spec["reads"]:
+        directory = Path(read["directory"])
         # Named contexts read only their own .dockerignore, never <Dockerfile>.dockerignore.
-        own = dockerfile if context_name == "" else None
+        own = Path(read["dockerfile"]) if read["dockerfile"] else None
         matcher = IgnoreMatcher.from_file(ignore_file_for(directory, own))
-        read = [
+        patterns = read["patterns"]
+        found = [
             rel
             for rel in index.under(directory)
             if any(source_reads(p, rel) for p in patterns) and not matcher.ignored(rel)
         ]
-        files[context_name] = [(rel, *index.entry(directory, rel)) for rel in read]
-    mirrors = mirror_inputs(project, name, model)  # build args like any other
-    payload: dict[str, Any] = {
-        "version": VERSION,
-        "instructions": instructions,
-        "files": files,
-        "args": dict(sorted({**mirrors.args, **image.args}.items())),
-        "target": image.target,
-        "platforms": image.platforms,
-        "labels": dict(sorted(image.labels.items())),
-        "contexts": dict(sorted(image.contexts.items())),
-        "secrets": sorted([*(s.id for s in image.secrets), *mirrors.secret_ids]),
-        "ssh": sorted(s.split("=", 1)[0] for s in image.ssh),
-        "attestations": project.config.attestations,
-        "dependencies": deps,
-    }
+        files[read["context"]] = [(rel, *index.entry(directory, rel)) for rel in found]
+    payload = {**spec["payload"], "files": files, "dependencies": deps}
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
     return Fingerprint(digest)
-
-
-def _inputs(
-    model: DockerfileModel, target: str | None
-) -> tuple[list[str], dict[str, set[str]], str | None]:
-    """Instruction texts, the paths read per context ("" = the build context), and why not."""
-    instructions: list[str] = []
-    reads: dict[str, set[str]] = {}
-    for stage in model.needed_stages(target):
-        instructions.append(stage.key)
-        for instruction in stage.instructions:
-            instructions.append(instruction.key or " ".join(instruction.original.split()))
-            if instruction.unpredictable:
-                return [], {}, instruction.unpredictable
-            for source in instruction.sources:
-                if source.kind == "context":
-                    reads.setdefault("", set()).update(source.paths)
-                elif source.kind == "named" and source.ref is not None:
-                    reads.setdefault(source.ref, set()).update(source.paths)
-                elif source.kind in ("url", "git"):
-                    return [], {}, f"{instruction.cmd} {source.ref}: a remote source"
-    return instructions, reads, None
-
-
-def _directory(project: Project, name: str, context_name: str) -> Path | None:
-    """The local directory behind a context name; None for image and remote contexts."""
-    if context_name == "":
-        return project.context_dir(name)
-    value = project.image(name).contexts.get(context_name, "")
-    if value.startswith("image:") or "://" in value or not value:
-        return None  # an image context is covered by that image's fingerprint
-    return (project.root / value).resolve()
 
 
 def _hash_file(path: Path) -> tuple[str, str]:

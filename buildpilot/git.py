@@ -192,24 +192,34 @@ def file_at(top: Path, commit: str, path: str) -> str | None:
     return done.stdout.decode("utf-8", errors="replace")
 
 
-def tracked_blobs(top: Path, within: Sequence[str] = ()) -> dict[str, tuple[str, str]]:
-    """path -> (mode, blob sha) of every file in the index (below `within`, if given)."""
-    out = run_git(top, "ls-files", "--stage", "-z", "--", *within)
-    blobs: dict[str, tuple[str, str]] = {}
-    for entry in out.split("\0"):
+def index_entries(top: Path, within: Sequence[str] = ()) -> dict[str, tuple[str, str] | None]:
+    """path -> (mode, blob sha) of every file in the index (below `within`, if given), and
+    None for each file whose working copy differs from the index or that git does not
+    track, ignored ones included: BuildKit sends what is on disk, not what git tracks. The
+    three listings run at once."""
+    listings = [
+        ["ls-files", "--stage", "-z", "--", *within],
+        ["ls-files", "--modified", "-z", "--", *within],
+        ["ls-files", "--others", "-z", "--", *within],
+    ]
+    started = [(args, _start(top, *args)) for args in listings]
+    outputs = []
+    for args, process in started:
+        out = _finish(process)
+        if out is None:
+            raise GitError(f"`git -C {top} {' '.join(args)}` failed")
+        outputs.append(out)
+    staged, modified, others = outputs
+    entries: dict[str, tuple[str, str] | None] = {}
+    for entry in staged.split("\0"):
         if entry:
             meta, _, path = entry.partition("\t")
             mode, sha, _stage = meta.split()
-            blobs[path] = (mode, sha)
-    return blobs
-
-
-def dirty_files(top: Path, within: Sequence[str] = ()) -> set[str]:
-    """Tracked files whose working copy differs from the index, and every untracked file,
-    ignored ones included: BuildKit sends what is on disk, not what git tracks."""
-    modified = run_git(top, "ls-files", "--modified", "-z", "--", *within)
-    others = run_git(top, "ls-files", "--others", "-z", "--", *within)
-    return {p for p in (modified + "\0" + others).split("\0") if p}
+            entries[path] = (mode, sha)
+    for path in (modified + "\0" + others).split("\0"):
+        if path:
+            entries[path] = None
+    return entries
 
 
 _FETCH_HINT = (

@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Literal
 
 from buildpilot import graph
-from buildpilot.cache import CacheRefs, cache_refs, slug
+from buildpilot.cache import CacheRefs, cache_refs
 from buildpilot.cachemounts import PersistedMount
 from buildpilot.config import Project
 from buildpilot.errors import ConfigError
 from buildpilot.fingerprint import Fingerprint
 from buildpilot.mirrors import mirror_inputs
+from buildpilot.tags import Fields, missing_field, render, tag_fields
 
 Output = Literal["load", "push", "digest"]  # digest: pushed by digest only, under no tag
 LABEL_IMAGE = "dev.buildpilot.image"
@@ -154,13 +155,7 @@ def make_plan(project: Project, selected: Sequence[str], options: BuildOptions) 
 def _request(project: Project, name: str, options: BuildOptions) -> BuildRequest:
     config = project.config
     image = project.image(name)
-    fields = {
-        "registry": config.registry,
-        "name": name,
-        "git_sha": options.git_sha,
-        "short_sha": options.git_sha[:12] if options.git_sha else None,
-        "branch": slug(options.branch),
-    }
+    fields = tag_fields(config.registry, name, options.git_sha, options.branch)
     tags = tuple(_render_tag(project, name, t, fields) for t in image.tags)
     mirrors = mirror_inputs(project, name)
     return BuildRequest(
@@ -204,20 +199,16 @@ def _request(project: Project, name: str, options: BuildOptions) -> BuildRequest
     )
 
 
-def _render_tag(
-    project: Project, name: str, template: str, fields: Mapping[str, str | None]
-) -> str:
-    missing = [
-        key for key, value in fields.items() if value is None and "{" + key + "}" in template
-    ]
+def _render_tag(project: Project, name: str, template: str, fields: Fields) -> str:
+    missing = missing_field(template, fields)
     if missing:
         raise ConfigError(
             [
-                f"{project.path}: images.{name}.tags: '{template}' needs {{{missing[0]}}}, "
+                f"{project.path}: images.{name}.tags: '{template}' needs {{{missing}}}, "
                 "but the config is not in a git repository with a commit"
             ]
         )
-    return template.format(**fields)
+    return render(template, fields)
 
 
 def _resolve_context(project: Project, value: str) -> str:

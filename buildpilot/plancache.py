@@ -1,4 +1,4 @@
-"""A config's planning snapshot on disk, and whether it still holds.
+"""A config's snapshots on disk, and whether they still hold.
 
 After a full `plan`, what a forecast needs of the config (`planinputs.py`) is kept as JSON
 under `.buildpilot/cache/` beside the config, with the state of every path it was read
@@ -6,13 +6,15 @@ from or checked against: inode, mode, size, mtime and ctime of a file; the inode
 of a directory; whether a `.git` is there; or that the path was absent. The buildpilot
 version, its own modules and the Dockerfile parser are watched the same way. A snapshot is
 used only while every watched path is as it was: any difference, and any unreadable or
-corrupt file, means the full path, which writes the snapshot anew.
+corrupt file, means the full path, which writes the snapshot anew. A full `build
+--skip-existing` keeps a second kind the same way: what reusing images needs of the config
+(`reuseinputs.py`).
 
 A timestamp cannot tell apart two writes within one clock tick, so a snapshot is not
 written while a path it watches changed (a directory: its ctime, as when it is moved into
 place) less than RACY_NS before the read began; the next run writes it. The file starts
-with a CRC of its JSON and is replaced atomically. Standard library only: the warm `plan`
-path loads it on every run.
+with a CRC of its JSON and is replaced atomically. Standard library only: the warm paths
+load it on every run.
 """
 
 from __future__ import annotations
@@ -33,17 +35,18 @@ RACY_NS = 2_000_000_000
 CONTENT = "content"  # a file read: any change of it counts
 NODE = "node"  # a directory, or a file only looked up: being replaced counts
 EXISTS = "exists"  # a path only tested for existence (`.git` up the tree)
-_MAGIC = "buildpilot plan snapshot"
+PLAN = "plan"  # what `plan --since` needs (`planinputs.py`)
+REUSE = "reuse"  # what `build --skip-existing` needs to reuse (`reuseinputs.py`)
 _PACKAGE = Path(__file__).parent
 
 Snapshot = dict[str, Any]
 State = list[int] | None
 
 
-def location(config: Path) -> Path:
-    """Where the snapshot of the config file `config` (a real path) is kept."""
+def location(config: Path, kind: str = PLAN) -> Path:
+    """Where the `kind` snapshot of the config file `config` (a real path) is kept."""
     digest = zlib.crc32(str(config).encode("utf-8", "surrogateescape"))
-    return config.parent / CACHE_DIR / f"plan-{config.stem}-{digest:08x}.json"
+    return config.parent / CACHE_DIR / f"{kind}-{config.stem}-{digest:08x}.json"
 
 
 def state(path: str, kind: str) -> State:
@@ -72,12 +75,12 @@ def _state(path: str, kind: str) -> tuple[State, int]:
     ], changed
 
 
-def load(config: Path) -> Snapshot | None:
-    """The snapshot of `config` (a real path) if every path it watches is unchanged."""
+def load(config: Path, kind: str = PLAN) -> Snapshot | None:
+    """The `kind` snapshot of `config` (a real path) if every path it watches is unchanged."""
     try:
-        raw = location(config).read_bytes()
+        raw = location(config, kind).read_bytes()
         head, _, body = raw.partition(b"\n")
-        if head != _header(body):
+        if head != _header(body, kind):
             return None
         data = json.loads(body)
         if data["version"] != __version__ or data["config"] != str(config):
@@ -90,9 +93,14 @@ def load(config: Path) -> Snapshot | None:
 
 
 def save(
-    config: Path, body: Snapshot, watched: Iterable[tuple[str, str]], *, read_since: int
+    config: Path,
+    body: Snapshot,
+    watched: Iterable[tuple[str, str]],
+    *,
+    read_since: int,
+    kind: str = PLAN,
 ) -> bool:
-    """Write the snapshot of `config` with the state of every watched path (and of this
+    """Write the `kind` snapshot of `config` with the state of every watched path (and of this
     package's modules); False, and nothing written, when one changed too recently to be
     trusted, i.e. at or after `read_since - RACY_NS` (`time.time_ns()` before the read)."""
     code = [(str(module), CONTENT) for module in sorted(_PACKAGE.glob("*.py"))]
@@ -108,17 +116,17 @@ def save(
         "watched": [[path, kind, s] for (path, kind), s in zip(paths, states, strict=True)],
     }
     text = json.dumps(data, separators=(",", ":")).encode()
-    _write_atomic(location(config), _header(text) + b"\n" + text)
+    _write_atomic(location(config, kind), _header(text, kind) + b"\n" + text)
     return True
 
 
-def forget(config: Path) -> None:
-    """Remove the snapshot of `config`, if there is one."""
-    location(config).unlink(missing_ok=True)
+def forget(config: Path, kind: str = PLAN) -> None:
+    """Remove the `kind` snapshot of `config`, if there is one."""
+    location(config, kind).unlink(missing_ok=True)
 
 
-def _header(body: bytes) -> bytes:
-    return f"{_MAGIC} {FORMAT} {zlib.crc32(body):08x}".encode()
+def _header(body: bytes, kind: str) -> bytes:
+    return f"buildpilot {kind} snapshot {FORMAT} {zlib.crc32(body):08x}".encode()
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

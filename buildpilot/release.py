@@ -23,8 +23,9 @@ from buildpilot.errors import BuildpilotError, GitError
 from buildpilot.executor import Clock, utcnow
 from buildpilot.git import GitInfo, run_git
 from buildpilot.plan import Plan
-from buildpilot.results import RunResult, Status
-from buildpilot.runs import STATE_DIR
+from buildpilot.results import RunResult
+from buildpilot.runlog import STATE_DIR
+from buildpilot.status import Status
 from buildpilot.workflow import BuildSettings, Prepared, run_build
 
 LATEST = "latest"

@@ -25,20 +25,19 @@ from buildpilot.results import (
     PhaseTiming,
     PredictionCheck,
     RunResult,
-    Status,
     StepTiming,
     Timeline,
 )
 from buildpilot.selection import Forecast
 from buildpilot.size_report import size_view
-from buildpilot.texttable import truncate
+from buildpilot.status import Status
+from buildpilot.texttable import NOT_APPLICABLE, format_duration, short_digest, truncate
 
 if TYPE_CHECKING:
     from buildpilot.release import ReleaseManifest
 
 INSTRUCTION_WIDTH = 60  # characters of a step's instruction shown in the step table
 SLOWEST_WIDTH = 36  # characters of the slowest step's instruction shown in the summary
-NOT_APPLICABLE = "-"
 
 STATUS_STYLES: dict[Status, str] = {
     Status.SUCCESS: "green",
@@ -60,23 +59,6 @@ _VERTEX_PREFIX = re.compile(r"^\[[^\]]*\]\s*")
 
 
 # --- small formatting helpers, shared with console.py ---------------------------------------
-
-
-def format_duration(seconds: float) -> str:
-    """Format seconds for people: `12.3s` under a minute, `2m05s` under an hour, else `1h02m`."""
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    whole = round(seconds)
-    if whole < 3600:
-        return f"{whole // 60}m{whole % 60:02d}s"
-    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
-
-
-def short_digest(digest: str | None) -> str:
-    """The first 12 hex digits of a digest such as `sha256:0123…`; `-` when there is none."""
-    if not digest:
-        return NOT_APPLICABLE
-    return digest.rpartition(":")[2][:12]
 
 
 def step_instruction(step: StepTiming) -> str:

@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import enum
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
 from buildpilot.size import ImageSize
-
-
-class Status(enum.StrEnum):
-    """The outcome of one image in a run."""
-
-    SUCCESS = "success"
-    FAILED = "failed"
-    ABORTED = "aborted"  # not run: a dependency failed, or --fail-fast stopped scheduling
-    SKIPPED = "skipped"  # not run: nothing to do
-    INTERRUPTED = "interrupted"
+from buildpilot.status import Status
 
 
 class _Record(BaseModel):

@@ -20,8 +20,9 @@ from buildpilot.cache import slug
 from buildpilot.config import Project
 from buildpilot.console import Terminal
 from buildpilot.errors import BuildpilotError, ReportError, UnknownImageError
-from buildpilot.results import ImageResult, RunResult, Status
-from buildpilot.runs import STATE_DIR, load_run
+from buildpilot.results import ImageResult, RunResult
+from buildpilot.runlog import STATE_DIR
+from buildpilot.runs import load_run
 from buildpilot.size import (
     TOP,
     ArchiveError,
@@ -38,6 +39,7 @@ from buildpilot.size import (
     report_file,
     store_report,
 )
+from buildpilot.status import Status
 
 WORKERS = 2  # `docker save` and gunzip each keep a core busy
 

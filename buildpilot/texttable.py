@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 ELLIPSIS = "…"
 MIN_WIDTH = 20
+NOT_APPLICABLE = "-"  # a cell with nothing to show
 PLAIN_WIDTH = 120  # width of a table printed to a file or CI log, where no width is known
 # Box HEAVY_HEAD (rich/box.py): top, header row, header separator, body rows, bottom.
 _TOP = ("┏", "━", "┳", "┓")
@@ -42,27 +43,64 @@ def truncate(text: str, width: int) -> str:
     return flat[: max(width - 1, 0)] + ELLIPSIS
 
 
+def format_duration(seconds: float) -> str:
+    """Format seconds for people: `12.3s` under a minute, `2m05s` under an hour, else `1h02m`."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = round(seconds)
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+
+
+def short_digest(digest: str | None) -> str:
+    """The first 12 hex digits of a digest such as `sha256:0123…`; `-` when there is none."""
+    if not digest:
+        return NOT_APPLICABLE
+    return digest.rpartition(":")[2][:12]
+
+
 def table(
-    title: str, headers: Sequence[str], rows: Sequence[Sequence[str]], *, width: int
+    title: str,
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    width: int,
+    right: Collection[int] = (),
+    caption: str = "",
 ) -> str | None:
     """`rich.table.Table(title=title, title_justify="left")` with one `overflow="fold"`
     column per header, printed by a console `width` cells wide that takes no escape codes;
-    every line ends with a newline. None when rich must lay it out itself."""
+    every line ends with a newline. None when rich must lay it out itself.
+
+    `right` lists the columns justified right, and `caption` is centred under the table;
+    with either, a table that does not fit `width` unfolded is left to rich."""
     columns = [[header, *(row[index] for row in rows)] for index, header in enumerate(headers)]
-    texts = [title, *(cell for column in columns for cell in column)]
+    texts = [title, caption, *(cell for column in columns for cell in column)]
     if width < MIN_WIDTH or not columns or not all(_SAFE.fullmatch(text) for text in texts):
         return None
     extra = 2 + len(columns) - 1  # the edges and the dividers (Table._extra_width)
     widths = _column_widths(columns, width - extra)
     if min(widths) < 2 * _PADDING + 1:
         return None
+    if (right or caption) and any(
+        len(cell) > cell_width - 2 * _PADDING or "\n" in cell
+        for column, cell_width in zip(columns, widths, strict=True)
+        for cell in column
+    ):
+        return None
     table_width = sum(widths) + extra
+    if len(caption) > table_width:
+        return None
     lines = _wrap(title, table_width, pad=True) if title else []
     lines.append(_rule(_TOP, widths))
     laid_out: dict[tuple[str, int], list[str]] = {}  # most cells of a plan say the same
     for index in range(len(rows) + 1):
         cells = []
-        for column, cell_width in zip(columns, widths, strict=True):
+        for number, (column, cell_width) in enumerate(zip(columns, widths, strict=True)):
+            if number in right:  # fits on one line: see above
+                cells.append([f" {column[index].rjust(cell_width - 2 * _PADDING)} "])
+                continue
             key = (column[index], cell_width)
             if key not in laid_out:
                 laid_out[key] = _cell(*key)
@@ -71,11 +109,14 @@ def table(
         for cell, cell_width in zip(cells, widths, strict=True):
             blank = [" " * cell_width] * (height - len(cell))
             cell[:] = blank + cell if index == 0 else cell + blank  # header: bottom-aligned
-        left, right, divider = _HEAD if index == 0 else _ROW
-        lines.extend(left + divider.join(parts) + right for parts in zip(*cells, strict=True))
+        start, end, divider = _HEAD if index == 0 else _ROW
+        lines.extend(start + divider.join(parts) + end for parts in zip(*cells, strict=True))
         if index == 0:
             lines.append(_rule(_HEAD_RULE, widths))
     lines.append(_rule(_BOTTOM, widths))
+    if caption:  # Text.align("center"): the odd space goes right
+        left = (table_width - len(caption)) // 2
+        lines.append(" " * left + caption.ljust(table_width - left))
     return "".join(line[:width] + "\n" for line in lines)
 
 

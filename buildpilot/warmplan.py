@@ -42,8 +42,8 @@ def run(argv: Sequence[str]) -> str | None:
     """The whole output of `buildpilot plan ARGV`, or None: the full CLI must run."""
     try:
         options = _options(argv)
-        config = None if options is None else _config_file(options.config)
-        width = None if options is None or options.as_json else _plain_width()
+        config = None if options is None else config_file(options.config)
+        width = None if options is None or options.as_json else plain_width()
         if options is None or config is None or not (options.as_json or width):
             return None
         snapshot = plancache.load(config)
@@ -120,7 +120,7 @@ def _options(argv: Sequence[str]) -> _Options | None:
     return _Options(images, values["--since"], values.get("--config"), as_json=bool(flags))
 
 
-def _plain_width() -> int | None:
+def plain_width() -> int | None:
     """The width the full path's console gets where it writes no escape codes (stdout is no
     terminal, and nothing tells rich to pretend otherwise; see Terminal.show); else None."""
     env = os.environ
@@ -137,7 +137,7 @@ def _plain_width() -> int | None:
     return int(columns) if columns.isdigit() else None
 
 
-def _config_file(given: str | None) -> Path | None:
+def config_file(given: str | None) -> Path | None:
     """The real path of the config `load_config` would read (config.find_config), if any."""
     if given is not None:
         path: Path | None = Path(given)

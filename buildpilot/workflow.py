@@ -19,8 +19,9 @@ from buildpilot.config import Project
 from buildpilot.console import Terminal
 from buildpilot.errors import BuildpilotError, EngineError
 from buildpilot.executor import DEFAULT_JOBS, Clock, ExecuteOptions, Reused, execute, pin, utcnow
-from buildpilot.fingerprint import FileIndex, Fingerprint, context_dirs
-from buildpilot.fingerprint import fingerprints as fingerprint_all
+from buildpilot.fingerprint import FileIndex, Fingerprint
+from buildpilot.fingerprint_inputs import context_dirs
+from buildpilot.fingerprint_inputs import fingerprints as fingerprint_all
 from buildpilot.git import GitInfo, changed_files, file_at, git_info
 from buildpilot.plan import (
     BuildOptions,
@@ -31,10 +32,12 @@ from buildpilot.plan import (
     dry_run_refs,
     make_plan,
 )
-from buildpilot.results import ImageResult, RunResult, Status
-from buildpilot.runs import new_run_id, save_run
+from buildpilot.results import ImageResult, RunResult
+from buildpilot.runlog import new_run_id
+from buildpilot.runs import save_run
 from buildpilot.selection import Action, Decision, Forecast, decide
 from buildpilot.sizing import check_sizes
+from buildpilot.status import Status
 
 FALLBACK_BRANCH = "main"
 

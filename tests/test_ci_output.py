@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from buildpilot import ci_output
+from buildpilot import ci_files, ci_output
 from buildpilot.results import (
     ImageResult,
     PredictedStep,
     PredictionCheck,
     RunResult,
-    Status,
     StepTiming,
     Timeline,
 )
+from buildpilot.status import Status
 
 DATA = Path(__file__).parent / "data" / "ci"
 T0 = datetime(2026, 11, 21, 5, 20, 0, tzinfo=UTC)
@@ -328,7 +328,7 @@ def test_sections() -> None:
 
 
 def test_junit() -> None:
-    text = ci_output.junit_xml(make_run())
+    text = ci_files.junit_xml(make_run())
     assert text.startswith('<?xml version="1.0" encoding="UTF-8"?>\n')
     suite = ET.fromstring(text)  # noqa: S314 - our own output
     assert suite.tag == "testsuite"
@@ -380,7 +380,7 @@ def test_junit_drops_what_xml_cannot_hold() -> None:
         timeline=Timeline(log_tail=["nul\x00 here", "fine"]),
     )
     run = make_run().model_copy(update={"images": [image]})
-    suite = ET.fromstring(ci_output.junit_xml(run))  # noqa: S314 - our own output
+    suite = ET.fromstring(ci_files.junit_xml(run))  # noqa: S314 - our own output
     failure = suite.find("testcase/failure")
     assert failure is not None
     assert failure.get("message") == "bell and bold"
@@ -391,7 +391,7 @@ def test_dotenv() -> None:
     reused = ImageResult(name="gateway.web", status=Status.SKIPPED, digest="sha256:" + "e" * 64)
     run = make_run()
     run = run.model_copy(update={"images": [*run.images, reused]})
-    assert ci_output.dotenv(run) == (
+    assert ci_files.dotenv(run) == (
         f"BUILDPILOT_DIGEST_BASE={DIGEST}\nBUILDPILOT_DIGEST_GATEWAY_WEB=sha256:{'e' * 64}\n"
     )
 
@@ -402,7 +402,7 @@ def test_dotenv_names_that_collide() -> None:
         for n, name in enumerate(["stt-gpu", "stt.gpu", "stt_gpu"])
     ]
     run = make_run().model_copy(update={"images": images})
-    assert ci_output.dotenv(run).splitlines() == [
+    assert ci_files.dotenv(run).splitlines() == [
         "BUILDPILOT_DIGEST_STT_GPU=sha256:0",
         "BUILDPILOT_DIGEST_STT_GPU_2=sha256:1",
         "BUILDPILOT_DIGEST_STT_GPU_3=sha256:2",
@@ -414,4 +414,4 @@ def test_dotenv_names_that_collide() -> None:
     [("stt", "BUILDPILOT_DIGEST_STT"), ("a-b.c_d", "BUILDPILOT_DIGEST_A_B_C_D")],
 )
 def test_digest_variable(image: str, variable: str) -> None:
-    assert ci_output.digest_variable(image) == variable
+    assert ci_files.digest_variable(image) == variable

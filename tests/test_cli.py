@@ -12,8 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from buildpilot.cli import app
-from buildpilot.results import ImageResult, RunResult, Status
+from buildpilot.results import ImageResult, RunResult
 from buildpilot.runs import save_run
+from buildpilot.status import Status
 from tests.conftest import MakeRepo
 
 CONFIG = {

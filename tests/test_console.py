@@ -11,7 +11,8 @@ import pytest
 from rich.table import Table
 
 from buildpilot.console import Terminal, detect_plain
-from buildpilot.results import ImageResult, Status, StepTiming, Timeline
+from buildpilot.results import ImageResult, StepTiming, Timeline
+from buildpilot.status import Status
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 PIP = "RUN pip install -r requirements.txt"

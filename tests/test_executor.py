@@ -14,7 +14,7 @@ from buildpilot.backend import BuildOutcome, StatusCallback
 from buildpilot.console import Terminal
 from buildpilot.executor import ExecuteOptions, execute
 from buildpilot.plan import BuildRequest, Plan
-from buildpilot.results import Status
+from buildpilot.status import Status
 from tests.quiet_backend import QuietBackend
 
 

@@ -9,7 +9,8 @@ import pytest
 
 from buildpilot.config import load_config
 from buildpilot.errors import ConfigError
-from buildpilot.fingerprint import FileIndex, fingerprints
+from buildpilot.fingerprint import FileIndex
+from buildpilot.fingerprint_inputs import fingerprints
 from buildpilot.mirrors import mirror_inputs
 from buildpilot.plan import BuildOptions, make_plan
 from tests.conftest import write_tree

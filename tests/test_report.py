@@ -10,24 +10,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from rich.console import Console, RenderableType
 
-from buildpilot.report import (
-    format_duration,
-    image_detail,
-    run_json,
-    run_report,
-    short_digest,
-    summary_table,
-    truncate,
-)
+from buildpilot.report import image_detail, run_json, run_report, summary_table
 from buildpilot.results import (
     ImageResult,
     PhaseTiming,
     RunResult,
     StageTiming,
-    Status,
     StepTiming,
     Timeline,
 )
+from buildpilot.status import Status
+from buildpilot.texttable import format_duration, short_digest, truncate
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 DIGEST = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"

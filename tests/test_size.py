@@ -16,7 +16,7 @@ from buildpilot.config import load_config
 from buildpilot.console import Terminal
 from buildpilot.dockerfile import parse_dockerfile
 from buildpilot.errors import ConfigError, EngineError
-from buildpilot.results import ImageResult, Status
+from buildpilot.results import ImageResult
 from buildpilot.size import (
     Entry,
     ImageSize,
@@ -39,6 +39,7 @@ from buildpilot.size import (
 )
 from buildpilot.size_report import github_sizes, headline, sizes_json
 from buildpilot.sizing import check_sizes
+from buildpilot.status import Status
 from tests.conftest import write_tree
 
 MB = 10**6

@@ -110,3 +110,31 @@ def test_declines_what_rich_measures_itself(cell: str, width: int) -> None:
 def test_truncate_collapses_and_cuts() -> None:
     assert texttable.truncate("RUN  pip\n install   x", 40) == "RUN pip install x"
     assert texttable.truncate("abcdef", 4) == "abc…"
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_right_justified_columns_and_a_caption_match_rich(seed: int) -> None:
+    rng = random.Random(seed)  # noqa: S311 - reproducible inputs, no secret
+    headers = ["image", "status", "duration", "cached", "digest"]
+    rows = [
+        [
+            rng.choice(["base", "stt", "gateway-x"]),
+            "skipped",
+            "-",
+            "-",
+            f"{rng.getrandbits(48):012x}",
+        ]
+        for _ in range(rng.randint(1, 6))
+    ]
+    caption = f"{len(rows)} skipped" + " x" * rng.randint(0, 3)
+    table = Table(
+        title="run 20261121T105443Z-fb9a: 4 images in 0.0s", caption=caption, title_justify="left"
+    )
+    for index, header in enumerate(headers):
+        table.add_column(header, justify="right" if index in (2, 3) else "left", no_wrap=True)
+    for row in rows:
+        table.add_row(*row)
+    ours = texttable.table(
+        table.title or "", headers, rows, width=120, right=(2, 3), caption=caption
+    )
+    assert ours == rich_print(table, width=120)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from buildpilot.results import ImageResult, Status
+from buildpilot.results import ImageResult
+from buildpilot.status import Status
 from tests.engine.conftest import (
     Repo,
     config,

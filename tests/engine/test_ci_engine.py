@@ -6,7 +6,7 @@ import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from buildpilot.results import Status
+from buildpilot.status import Status
 from tests.engine.conftest import Repo, config, registry_tags
 
 GITHUB = {"GITHUB_ACTIONS": "true", "GITHUB_SHA": "0" * 40}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from buildpilot.results import Status
+from buildpilot.status import Status
 from tests.engine.conftest import Repo, config
 
 

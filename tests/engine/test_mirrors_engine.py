@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import secrets
 
-from buildpilot.results import ImageResult, Status
+from buildpilot.results import ImageResult
+from buildpilot.status import Status
 from tests.engine.conftest import Repo, config, run_in_image
 
 USES = """\

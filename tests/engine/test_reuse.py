@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from buildpilot.backend import DockerBackend
-from buildpilot.results import Status
+from buildpilot.status import Status
 from tests.engine.conftest import Repo, docker, drop_build_cache, registry_tags
 from tests.engine.test_build import images, service_repo
 

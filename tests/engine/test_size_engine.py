@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 
-from buildpilot.results import ImageResult, Status
+from buildpilot.results import ImageResult
 from buildpilot.size import ImageSize
+from buildpilot.status import Status
 from tests.conftest import BUSYBOX
 from tests.engine.conftest import Repo, config
 

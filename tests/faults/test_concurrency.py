@@ -8,7 +8,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from buildpilot.results import RunResult, Status
+from buildpilot.results import RunResult
+from buildpilot.status import Status
 from tests.faults.conftest import Repo, buildpilot, history_lines, start
 
 pytestmark = pytest.mark.engine

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from buildpilot.results import Status
 from buildpilot.runs import load_run
+from buildpilot.status import Status
 from tests.faults.conftest import Repo, buildpilot, history_lines, start
 
 pytestmark = pytest.mark.engine

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from buildpilot.results import RunResult, Status
+from buildpilot.results import RunResult
 from buildpilot.runs import load_run
+from buildpilot.status import Status
 from tests.engine.conftest import registry_tags
 from tests.faults.conftest import Repo, buildpilot, history_lines, start
 from tests.faults.netfaults import FaultProxy, Registry, Rule

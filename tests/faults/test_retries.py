@@ -15,7 +15,8 @@ from buildpilot.backend import BuildOutcome, StatusCallback
 from buildpilot.console import Terminal
 from buildpilot.executor import ExecuteOptions, execute
 from buildpilot.plan import BuildRequest, Output, Plan
-from buildpilot.results import ImageResult, Status
+from buildpilot.results import ImageResult
+from buildpilot.status import Status
 from tests.quiet_backend import QuietBackend
 
 PUSH_503 = (

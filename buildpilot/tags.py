@@ -1,0 +1,33 @@
+"""Image tags from the config's templates: `{registry}/{name}:{git_sha}` and the like."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from buildpilot.cache import slug
+
+Fields = Mapping[str, str | None]
+
+
+def tag_fields(registry: str, name: str, git_sha: str | None, branch: str) -> Fields:
+    """The values a tag template of image `name` may use (None: unknown outside git)."""
+    return {
+        "registry": registry,
+        "name": name,
+        "git_sha": git_sha,
+        "short_sha": git_sha[:12] if git_sha else None,
+        "branch": slug(branch),
+    }
+
+
+def missing_field(template: str, fields: Fields) -> str | None:
+    """The first field `template` uses that has no value, if any."""
+    return next(
+        (key for key, value in fields.items() if value is None and "{" + key + "}" in template),
+        None,
+    )
+
+
+def render(template: str, fields: Fields) -> str:
+    """The tag; every field it uses has a value (see `missing_field`)."""
+    return template.format(**fields)

@@ -1,0 +1,109 @@
+"""The warm `build --skip-existing --push`: the same run as the full CLI's, or the full CLI runs."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from buildpilot import plancache, warmbuild
+from buildpilot.results import RunResult
+from buildpilot.runs import load_run
+from buildpilot.status import Status
+from tests.engine.conftest import Repo, registry_tags
+from tests.engine.test_build import images, service_repo
+
+ARGS = ("build", "--push", "--skip-existing")
+RUN_ID = re.compile(r"run \d{8}T\d{6}Z-[0-9a-f]{4}")
+
+
+@pytest.fixture(autouse=True)
+def _trust_fresh_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The fixture's files were written a moment ago; outside tests a snapshot waits 2 s.
+    monkeypatch.setattr(plancache, "RACY_NS", 0)
+
+
+def warm(repo: Repo, monkeypatch: pytest.MonkeyPatch, *args: str) -> str | None:
+    """`buildpilot build ARGS` through the warm path, its stdout a pipe; None: it declined."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_ACTIONS", "GITLAB_CI")}
+    return warmbuild.run([*args[1:], "--config", str(repo.root / "buildpilot.yaml")], env)
+
+
+def comparable(run: RunResult) -> list[dict[str, object]]:
+    return [i.model_dump(exclude={"started", "completed"}) for i in run.images]
+
+
+def test_warm_run_is_the_full_runs_twin(
+    repo: Repo, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service_repo(repo, namespace, sleep=0)
+    assert repo.buildpilot(*ARGS)[0] == 0  # builds, and leaves the reuse snapshot
+    code, full_output = repo.buildpilot(*ARGS)
+    assert code == 0, full_output
+    full = repo.last_run()
+    assert {i.status for i in full.images} == {Status.SKIPPED}
+
+    output = warm(repo, monkeypatch, *ARGS)
+    assert output is not None
+    assert RUN_ID.sub("run X", output) == RUN_ID.sub("run X", full_output)
+    found = RUN_ID.search(output)
+    assert found is not None
+    again = load_run(repo.root, found.group(0).removeprefix("run "))
+    assert again.id != full.id
+    assert comparable(again) == comparable(full)
+    record = Path(repo.root / ".buildpilot" / "runs" / f"{again.id}.json").read_text()
+    assert record == again.model_dump_json(indent=2)  # as the full path writes it
+    history = (repo.root / ".buildpilot" / "history.jsonl").read_text().splitlines()
+    assert again.id in history[-1]
+    assert full.id in history[-2]
+    junit = (repo.root / ".buildpilot" / "junit.xml").read_text()
+    assert 'tests="4"' in junit
+    assert 'skipped="0"' in junit  # reused images exist: they pass
+
+
+def test_new_commit_gets_its_tags_without_a_build(
+    repo: Repo, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service_repo(repo, namespace, sleep=0)
+    data = yaml.safe_load((repo.root / "buildpilot.yaml").read_text())
+    for image in data["images"].values():
+        image["tags"] = ["{registry}/{name}:latest", "{registry}/{name}:{short_sha}"]
+    repo.write({"buildpilot.yaml": data})
+    repo.commit("sha tags")
+    assert repo.buildpilot(*ARGS)[0] == 0
+    first = images(repo.last_run().images)
+    repo.write({"README.md": "docs, read by no image\n"})
+    repo.commit("docs")
+    sha = load_run(repo.root).commit
+    output = warm(repo, monkeypatch, *ARGS)
+    assert output is not None
+    found = RUN_ID.search(output)
+    assert found is not None
+    run = load_run(repo.root, found.group(0).removeprefix("run "))
+    assert run.commit != sha
+    for image in run.images:
+        assert image.digest == first[image.name].digest
+        assert (run.commit or "")[:12] in registry_tags(f"{namespace}/{image.name}")
+
+
+def test_anything_to_build_or_to_doubt_goes_to_the_full_cli(
+    repo: Repo, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service_repo(repo, namespace, sleep=0)
+    assert repo.buildpilot(*ARGS)[0] == 0
+    runs = len(list((repo.root / ".buildpilot" / "runs").glob("*.json")))
+    assert warm(repo, monkeypatch, "build", "--skip-existing") is None  # local: full path
+    assert warm(repo, monkeypatch, *ARGS, "--no-cache") is None  # an option it does not know
+    assert warm(repo, monkeypatch, *ARGS, "nosuch") is None  # the full CLI names it
+    repo.write({"svc/tts.txt": "tts, changed\n"})  # tts must be built
+    assert warm(repo, monkeypatch, *ARGS) is None
+    repo.write({"svc/tts.txt": "tts\n", "svc/stt.Dockerfile": "FROM scratch\nCOPY stt.txt /\n"})
+    assert warm(repo, monkeypatch, *ARGS) is None  # a Dockerfile changed: no snapshot
+    assert len(list((repo.root / ".buildpilot" / "runs").glob("*.json"))) == runs

@@ -240,7 +240,8 @@ class Bench:
         path = self.repo / f"buildpilot.{slug}.yaml"
         text = (self.repo / "buildpilot.yaml").read_text(encoding="utf-8")
         text = re.sub(r"(?m)^registry:.*$", f"registry: {namespace}", text)
-        path.write_text(text, encoding="utf-8")
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            path.write_text(text, encoding="utf-8")  # unchanged, as in a working copy
         return path
 
     def log_file(self, label: str) -> Path:

@@ -2,7 +2,7 @@
 
 GitLab's `artifacts:reports` read them; anyone may. They are written after every run, also
 by the warm reuse path (`warmbuild.py`), so this module reads runs through the small
-protocols below and imports neither pydantic nor rich.
+protocols of `runview` and imports neither pydantic nor rich.
 """
 
 from __future__ import annotations
@@ -10,11 +10,9 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from collections import Counter
-from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
-from typing import Protocol
 
+from buildpilot.runview import ImageView, RunView
 from buildpilot.status import Status
 
 DIGEST_PREFIX = "BUILDPILOT_DIGEST_"
@@ -24,51 +22,14 @@ _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _NOT_ALNUM = re.compile(r"[^A-Za-z0-9]")
 
 
-class TimelineLike(Protocol):
-    """What the JUnit report reads of an image's timeline."""
-
-    @property
-    def failed_step(self) -> str | None: ...
-    @property
-    def log_tail(self) -> Sequence[str]: ...
-
-
-class ImageLike(Protocol):
-    """What these files read of an image's result (`results.ImageResult`)."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def status(self) -> Status: ...
-    @property
-    def duration(self) -> float: ...
-    @property
-    def digest(self) -> str | None: ...
-    @property
-    def reason(self) -> str | None: ...
-    @property
-    def timeline(self) -> TimelineLike: ...
-
-
-class RunLike(Protocol):
-    """What these files read of a run (`results.RunResult`)."""
-
-    @property
-    def started(self) -> datetime: ...
-    @property
-    def duration(self) -> float: ...
-    @property
-    def images(self) -> Sequence[ImageLike]: ...
-
-
-def write_ci_files(state_dir: Path, run: RunLike) -> None:
+def write_ci_files(state_dir: Path, run: RunView) -> None:
     """`junit.xml` and `digests.env` of `run` in `state_dir` (`.buildpilot/`)."""
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / "junit.xml").write_text(junit_xml(run), encoding="utf-8")
     (state_dir / "digests.env").write_text(dotenv(run), encoding="utf-8")
 
 
-def junit_xml(run: RunLike) -> str:
+def junit_xml(run: RunView) -> str:
     """The run as a JUnit report: suite `buildpilot`, one test case per image.
 
     A failed image is a failure with its failed step's output; an aborted, skipped or
@@ -114,7 +75,7 @@ def junit_xml(run: RunLike) -> str:
     return f'<?xml version="1.0" encoding="UTF-8"?>\n{body}\n'
 
 
-def _junit_kind(image: ImageLike) -> str:
+def _junit_kind(image: ImageView) -> str:
     if image.status is Status.FAILED:
         return "failure"
     if image.status is Status.SUCCESS or (image.status is Status.SKIPPED and image.digest):
@@ -122,13 +83,13 @@ def _junit_kind(image: ImageLike) -> str:
     return "skipped"
 
 
-def _skip_message(image: ImageLike) -> str:
+def _skip_message(image: ImageView) -> str:
     """`aborted: base failed`; the status alone when there is no other reason."""
     status = image.status.value
     return f"{status}: {image.reason}" if image.reason and image.reason != status else status
 
 
-def _failure_text(image: ImageLike) -> str:
+def _failure_text(image: ImageView) -> str:
     lines = []
     if image.timeline.failed_step:
         lines.append(f"failed step: {image.timeline.failed_step}")
@@ -147,7 +108,7 @@ def _xml_text(text: str) -> str:
     return _NOT_XML.sub("", ANSI.sub("", text))
 
 
-def dotenv(run: RunLike) -> str:
+def dotenv(run: RunView) -> str:
     """`BUILDPILOT_DIGEST_<IMAGE>=sha256:…` for every image with a digest (built or reused),
     for `artifacts:reports:dotenv`. Two names that map to one variable (`a-b`, `a.b`) get
     `_2`, `_3`… on the later ones, in run order."""

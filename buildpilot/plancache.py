@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import sys
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -100,11 +101,11 @@ def save(
     read_since: int,
     kind: str = PLAN,
 ) -> bool:
-    """Write the `kind` snapshot of `config` with the state of every watched path (and of this
-    package's modules); False, and nothing written, when one changed too recently to be
-    trusted, i.e. at or after `read_since - RACY_NS` (`time.time_ns()` before the read)."""
-    code = [(str(module), CONTENT) for module in sorted(_PACKAGE.glob("*.py"))]
-    paths = list(dict.fromkeys([*watched, *code]))
+    """Write the `kind` snapshot of `config` with the state of every watched path (and of what
+    loading any config depends on: `_loading`); False, and nothing written, when one changed
+    too recently to be trusted, i.e. at or after `read_since - RACY_NS` (`time.time_ns()`
+    before the read)."""
+    paths = list(dict.fromkeys([*watched, *_loading(config.parent)]))
     found = [_state(path, kind) for path, kind in paths]
     states = [state for state, _ in found]
     if max(changed for _, changed in found) >= read_since - RACY_NS:
@@ -118,6 +119,21 @@ def save(
     text = json.dumps(data, separators=(",", ":")).encode()
     _write_atomic(location(config, kind), _header(text, kind) + b"\n" + text)
     return True
+
+
+def _loading(root: Path) -> list[tuple[str, str]]:
+    """What loading a config in `root` depends on beyond the config's own files: this
+    package's modules, the Dockerfile parser, and the `.git` lookups up the tree
+    (`config.repository_root`)."""
+    found = [(str(module), CONTENT) for module in sorted(_PACKAGE.glob("*.py"))]
+    parser = getattr(sys.modules.get("dockerfile"), "__file__", None)
+    if parser is not None:
+        found.append((parser, CONTENT))
+    for candidate in (root, *root.parents):
+        found.append((str(candidate / ".git"), EXISTS))
+        if (candidate / ".git").exists():
+            break
+    return found
 
 
 def forget(config: Path, kind: str = PLAN) -> None:

@@ -17,7 +17,6 @@ those always take the full path.
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -117,15 +116,8 @@ class _Snapshot:
         config = self.project.config
         self.watch(self.plain(self.project.path), plancache.CONTENT)
         self.guards.add(self.rel(self.project.path))
-        for candidate in (self.root, *self.root.parents):  # config.repository_root's lookups
-            self.watched[str(candidate / ".git")] = plancache.EXISTS
-            if (candidate / ".git").exists():
-                break
         if config.mirrors.ca_bundle is not None:
             self.watch(self.plain(self.root / config.mirrors.ca_bundle), plancache.NODE)
-        parser = sys.modules["dockerfile"].__file__
-        if parser is not None:
-            self.watched[parser] = plancache.CONTENT
         images = {name: self.image(name, image) for name, image in config.images.items()}
         if self.reads_the_cache(images):
             raise _UnusualPathError(plancache.location(self.project.path))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from rich.console import RenderableType
@@ -28,6 +27,7 @@ from buildpilot.results import (
     StepTiming,
     Timeline,
 )
+from buildpilot.runview import SUMMARY_COLUMNS, SUMMARY_RIGHT, status_counts, summary_title
 from buildpilot.selection import Forecast
 from buildpilot.size_report import size_view
 from buildpilot.status import Status
@@ -90,29 +90,17 @@ def status_text(status: Status) -> Text:
 
 def summary_table(run: RunResult) -> Table:
     """One row per image: status, duration, cached steps, slowest step and short digest."""
-    table = Table(title=_summary_title(run), caption=_status_counts(run), title_justify="left")
-    table.add_column("image", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("duration", justify="right", no_wrap=True)
-    table.add_column("cached", justify="right", no_wrap=True)
-    table.add_column("slowest step", no_wrap=True, overflow="ellipsis")
-    table.add_column("digest", no_wrap=True)
+    table = Table(title=summary_title(run), caption=status_counts(run), title_justify="left")
+    for index, column in enumerate(SUMMARY_COLUMNS):
+        table.add_column(
+            column, justify="right" if index in SUMMARY_RIGHT else "left", no_wrap=True
+        )
     if run.since:
         table.add_column(f"forecast since {run.since}", no_wrap=True)
     for image in run.images:
         extra = (forecast_figure(image),) if run.since else ()
         table.add_row(*_summary_row(image), *extra)
     return table
-
-
-def _summary_title(run: RunResult) -> str:
-    title = f"run {run.id}: {len(run.images)} images in {format_duration(run.duration)}"
-    return f"{title} (interrupted)" if run.interrupted else title
-
-
-def _status_counts(run: RunResult) -> str:
-    counts = Counter(image.status for image in run.images)
-    return ", ".join(f"{counts[status]} {status.value}" for status in Status if counts[status])
 
 
 def _summary_row(image: ImageResult) -> tuple[RenderableType, ...]:

@@ -3,13 +3,12 @@
 Made after a full `build --skip-existing`: per image its fingerprint spec (`fingerprint_inputs`),
 repository, tag templates and the checks its secrets and SSH mounts need before a run; the
 dependency graph; what the cache policy reads of the config. Saved with `plancache` (kind
-REUSE), watching the config, every Dockerfile, every context directory and secret file, and
-the `.git` lookups up the tree. `warmbuild.py` reuses images from it.
+REUSE), watching the config, every Dockerfile, every context directory and secret file (and
+what `plancache` watches for every snapshot). `warmbuild.py` reuses images from it.
 """
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from buildpilot import plancache
@@ -33,13 +32,6 @@ def snapshot(project: Project) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     """The snapshot body and the paths it watches, each with how (a plancache kind)."""
     config = project.config
     watched: dict[str, str] = {str(project.path): plancache.CONTENT}
-    for candidate in (project.root, *project.root.parents):  # config.repository_root's lookups
-        watched[str(candidate / ".git")] = plancache.EXISTS
-        if (candidate / ".git").exists():
-            break
-    parser = sys.modules["dockerfile"].__file__
-    if parser is not None:
-        watched[parser] = plancache.CONTENT
     if config.mirrors.ca_bundle is not None:
         watched[str(project.root / config.mirrors.ca_bundle)] = plancache.NODE
     images: dict[str, Any] = {}

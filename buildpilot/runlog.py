@@ -11,50 +11,14 @@ import json
 import os
 import secrets
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from buildpilot.status import Status
+from buildpilot.runview import RunView
 
 STATE_DIR = ".buildpilot"
-
-
-class ImageSummary(Protocol):
-    """What the history keeps of an image's result (`results.ImageResult`)."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def status(self) -> Status: ...
-    @property
-    def duration(self) -> float: ...
-    @property
-    def steps_total(self) -> int: ...
-    @property
-    def steps_cached(self) -> int: ...
-    @property
-    def digest(self) -> str | None: ...
-
-
-class RunSummary(Protocol):
-    """What the history keeps of a run (`results.RunResult`)."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def started(self) -> datetime: ...
-    @property
-    def duration(self) -> float: ...
-    @property
-    def interrupted(self) -> bool: ...
-    @property
-    def commit(self) -> str | None: ...
-    @property
-    def branch(self) -> str | None: ...
-    @property
-    def images(self) -> Sequence[ImageSummary]: ...
 
 
 def runs_dir(root: Path) -> Path:
@@ -72,7 +36,7 @@ def new_run_id(now: datetime) -> str:
     return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
 
 
-def write_run(root: Path, run: RunSummary, record: str) -> Path:
+def write_run(root: Path, run: RunView, record: str) -> Path:
     """Write `record` (the run as JSON) atomically and append the run's summary to the
     history; return the run's file."""
     directory = runs_dir(root)
@@ -88,7 +52,7 @@ def write_run(root: Path, run: RunSummary, record: str) -> Path:
     return target
 
 
-def summary(run: RunSummary) -> Mapping[str, Any]:
+def summary(run: RunView) -> Mapping[str, Any]:
     """The history's line for `run`."""
     return {
         "id": run.id,

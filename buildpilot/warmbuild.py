@@ -34,10 +34,11 @@ from buildpilot.ci_files import write_ci_files
 from buildpilot.fingerprint import FileIndex, Fingerprint, compute
 from buildpilot.git import git_info
 from buildpilot.runlog import STATE_DIR, new_run_id, write_run
+from buildpilot.runview import SUMMARY_COLUMNS, SUMMARY_RIGHT, status_counts, summary_title
 from buildpilot.selection import Action, decide
 from buildpilot.status import Status
 from buildpilot.tags import missing_field, render, tag_fields
-from buildpilot.texttable import format_duration, short_digest, table, truncate
+from buildpilot.texttable import NOT_APPLICABLE, short_digest, table, truncate
 from buildpilot.warmplan import config_file, plain_width
 
 REGISTRY_WORKERS = 8  # requests at once, as the full path sends them
@@ -100,7 +101,7 @@ def run(argv: Sequence[str], env: Mapping[str, str]) -> str | None:
         options = _options(argv)
         config = None if options is None else config_file(options.config)
         width = plain_width()
-        if options is None or config is None or width is None or _ci_job(env):
+        if options is None or config is None or width is None:
             return None
         snapshot = plancache.load(config, plancache.REUSE)
         if snapshot is None:
@@ -130,6 +131,8 @@ def _reuse(
     if git.sha is None:
         raise _DeclineError
     ci = detect(env, git, write_cache=snapshot["cache_write"])
+    if ci.system != "local":
+        raise _DeclineError  # GitHub's groups and GitLab's sections: the full CLI's
     branch = ci.branch or git.branch or "main"
     prints: dict[str, Fingerprint] = {}
     for name in order:
@@ -274,16 +277,16 @@ def _timestamp(moment: datetime) -> str:
 
 def _summary(run: _Run, width: int) -> str | None:
     """`report.summary_table(run)` as rich prints it `width` cells wide without escape codes."""
-    headers = ("image", "status", "duration", "cached", "slowest step", "digest")
-    rows = [(i.name, "skipped", "-", "-", "-", short_digest(i.digest)) for i in run.images]
-    title = f"run {run.id}: {len(run.images)} images in {format_duration(run.duration)}"
+    na = NOT_APPLICABLE  # a reused image ran no step
+    rows = [(i.name, i.status.value, na, na, na, short_digest(i.digest)) for i in run.images]
     return table(
-        title, headers, rows, width=width, right=(2, 3), caption=f"{len(run.images)} skipped"
+        summary_title(run),
+        SUMMARY_COLUMNS,
+        rows,
+        width=width,
+        right=SUMMARY_RIGHT,
+        caption=status_counts(run),
     )
-
-
-def _ci_job(env: Mapping[str, str]) -> bool:
-    return env.get("GITHUB_ACTIONS") == "true" or env.get("GITLAB_CI") == "true"
 
 
 def _options(argv: Sequence[str]) -> _Options | None:

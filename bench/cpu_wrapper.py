@@ -22,6 +22,6 @@ def _write() -> None:
 
 atexit.register(_write)
 sys.argv = ["buildpilot", *sys.argv[2:]]
-from buildpilot.cli import main  # noqa: E402 - timed from before the import on purpose
+from buildpilot.entry import main  # noqa: E402 - the console script's entry, timed from its import
 
 main()

@@ -1,4 +1,5 @@
-"""The only module that drives Docker: python-on-whales for queries, owned processes for builds.
+"""The only module that drives Docker: python-on-whales for queries, owned processes for builds,
+the engine's API (`engineapi`) for the local-store lookups and tags asked on every run.
 
 Builds run as child processes that buildpilot owns (not through python-on-whales' streaming
 build) so that every flag buildx has is reachable (several --ssh and --cache-to), stdout and
@@ -24,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from buildpilot import prestart
+from buildpilot.engineapi import Engine, EngineApiError
 from buildpilot.errors import EngineError
 
 if TYPE_CHECKING:
@@ -220,19 +223,35 @@ class DockerBackend:
 
     def tag(self, source: str, target: str) -> None:
         """Tag a local image (on every base's path to its dependents: kept light)."""
+        if self._engine is not None:
+            try:
+                self._engine.tag(source, target)
+            except EngineApiError:
+                pass  # the CLI says what is wrong, in its own words
+            else:
+                return
         done = _capture([*self._docker_cmd(), "tag", source, target])
         if done.returncode != 0:
             raise EngineError(f"cannot tag {source} as {target}: {done.stderr.strip()}")
 
     def find(self, refs: Sequence[str], *, registry: bool) -> dict[str, Found]:
         """Those of `refs` that exist: in the registry, one HEAD request each, in parallel;
-        in the local store, `docker image inspect`, a few refs per process."""
+        in the local store, the engine's API (else `docker image inspect`, a few refs per
+        process)."""
         if not refs:
             return {}
         if registry:
             with ThreadPoolExecutor(max_workers=8) as pool:
                 digests = dict(zip(refs, pool.map(self._registry_digest, refs), strict=True))
             return {ref: Found(digest) for ref, digest in digests.items() if digest}
+        if self._engine is not None:
+            try:
+                with ThreadPoolExecutor(max_workers=8) as pool:
+                    answers = dict(zip(refs, pool.map(self._engine.inspect, refs), strict=True))
+            except EngineApiError:
+                pass  # the CLI below says what is wrong, in its own words
+            else:
+                return {ref: item for ref, image in answers.items() if (item := _found(image, ref))}
         # `docker image inspect` costs a round trip per ref, independent of the store's size
         # (a listing scans every image): a few refs per process, processes in parallel.
         chunks = [refs[i : i + _INSPECT_CHUNK] for i in range(0, len(refs), _INSPECT_CHUNK)]
@@ -248,9 +267,7 @@ class DockerBackend:
                 image = json.loads(line)
             except ValueError:
                 continue
-            digest, tags = image.get("Id"), frozenset(image.get("RepoTags") or ())
-            if isinstance(digest, str) and digest.startswith("sha256:"):
-                found.update({ref: Found(digest, tags) for ref in refs if ref in tags})
+            found.update({ref: item for ref in refs if (item := _found(image, ref))})
         return found
 
     def _registry_digest(self, ref: str) -> str | None:
@@ -299,6 +316,11 @@ class DockerBackend:
                 process.wait(timeout=self._grace)
             except subprocess.TimeoutExpired:
                 _signal_group(process, signal.SIGKILL)
+
+    @functools.cached_property
+    def _engine(self) -> Engine | None:
+        """The engine's API, when the docker command is the plain one on a local socket."""
+        return Engine.local() if self._given is None else None
 
     @functools.cached_property
     def _client(self) -> DockerClient:
@@ -356,13 +378,29 @@ class DockerBackend:
 
 
 def _capture(command: list[str], *, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run a short docker command; one that hangs (an engine that stopped answering) ends
-    as a failure with a message, not an exception."""
+    """Run a short docker command (or take it already running, `prestart`); one that hangs
+    (an engine that stopped answering) ends as a failure with a message, not an exception."""
+    process = prestart.take(command) or subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
-        return subprocess.run(command, capture_output=True, text=True, check=False, timeout=timeout)
+        stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
         message = f"`{' '.join(command[:3])}` did not answer within {timeout:.0f} s"
         return subprocess.CompletedProcess(command, 124, "", message)
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def _found(image: object, ref: str) -> Found | None:
+    """`ref` as found in the engine's answer about one image (`docker image inspect`'s JSON)."""
+    if not isinstance(image, dict):
+        return None
+    digest, tags = image.get("Id"), frozenset(image.get("RepoTags") or ())
+    if isinstance(digest, str) and digest.startswith("sha256:") and ref in tags:
+        return Found(digest, tags)
+    return None
 
 
 def _field(text: str, name: str) -> str:

@@ -186,7 +186,7 @@ def build(
             branch=options.branch,
         )
         publish_ci_outputs(project, run, context.ci, terminal, os.environ)
-        if skip_existing and push:  # for the next such run, when it only reuses (warmbuild)
+        if skip_existing:  # for the next such run, when it only reuses (warmbuild)
             reuseinputs.remember(project, read_since=read_since)
         if as_json:
             typer.echo(report.run_json(run))

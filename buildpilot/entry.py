@@ -2,7 +2,7 @@
 (`warmbuild.py`) where it can, else the full CLI.
 
 It imports nothing beyond the standard library until it knows which: most of a warm run is
-Python starting up.
+Python starting up. For a `build` or `release` it first starts the engine probe (`prestart`).
 """
 
 from __future__ import annotations
@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 import sys
 
+from buildpilot import prestart
 from buildpilot.errors import EXIT_INTERNAL, EXIT_INTERRUPTED
 
 
 def main() -> None:
     """`buildpilot ARGS` and `python -m buildpilot ARGS`."""
     argv = sys.argv[1:]
+    prestart.start(prestart.probe_commands(argv))  # the engine probe, while the rest loads
     if argv[:1] == ["plan"] or (argv[:1] == ["build"] and "--skip-existing" in argv):
         try:
             output = _warm(argv[0], argv[1:])
@@ -23,6 +25,7 @@ def main() -> None:
             sys.stderr.write("error: interrupted\n")
             sys.exit(EXIT_INTERRUPTED)
         if output is not None:
+            prestart.discard()
             _write(output)
             return
     from buildpilot.cli import main as full  # noqa: PLC0415 - typer, pydantic, rich: not above

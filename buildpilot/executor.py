@@ -326,7 +326,7 @@ def _build(
     ):  # errors BuildKit tolerated (a cache miss on import) are no failure
         timeline = timeline.model_copy(update={"failed_step": None, "log_tail": []})
     pinned = None
-    if status is Status.SUCCESS and outcome.digest:
+    if status is Status.SUCCESS and outcome.digest and request.image in tools.bases:
         pinned = early.get(outcome.digest) or pin(request, outcome.digest, backend)
     result = ImageResult(
         name=request.image,

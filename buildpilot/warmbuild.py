@@ -1,20 +1,24 @@
-"""`buildpilot build --skip-existing --push` when every image already exists, without the full CLI.
+"""`buildpilot build --skip-existing [--push]` when every image exists, without the full CLI.
 
-A no-change CI run reuses every image: fingerprint, ask the registry, add the run's tags. That
-takes milliseconds; loading typer, pydantic, rich and python-on-whales takes far longer. The
-console entry (`entry.py`) tries this first. It takes only what it is sure of, and returns
-None (the full CLI then runs, and reports any error) for anything else:
+A no-change run reuses every image: fingerprint, ask the registry (with `--push`) or the local
+engine where each image is, add the run's tags. That takes milliseconds; loading typer,
+pydantic, rich and python-on-whales takes far longer. The console entry (`entry.py`) tries
+this first. It takes only what it is sure of, and returns None (the full CLI then runs, and
+reports any error) for anything else:
 
-- `build [IMAGES]... --skip-existing --push`, with `-c/--config PATH` and `-j/--jobs N`;
+- `build [IMAGES]... --skip-existing [--push]`, with `-c/--config PATH` and `-j/--jobs N`;
 - output to a pipe, a file or a CI log without escape codes, and no GitHub Actions or GitLab
   CI job (those get groups and sections that only the full CLI writes);
 - a reuse snapshot of the config that still holds (`reuseinputs`, `plancache`);
 - secrets and SSH mounts the run can hand over as they are, and no size budget;
-- every selected image has a fingerprint, and the registry has an image under its `fp-` tag.
+- without `--push`: no `builder:` in the config, and an engine the docker CLI reaches over a
+  local socket (`engineapi`);
+- every selected image has a fingerprint, and the registry or the local store has an image
+  under its `fp-` tag.
 
 Then it does what the full path does for such a run, with the full path's own pieces (git,
-the CI policy, fingerprints, decisions, registry calls, run files), and prints the same
-lines and summary table.
+the CI policy, fingerprints, decisions, registry and engine calls, run files), and prints
+the same lines and summary table.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import Any, NamedTuple
 from buildpilot import graph, plancache, registry
 from buildpilot.ci import detect
 from buildpilot.ci_files import write_ci_files
+from buildpilot.engineapi import Engine
 from buildpilot.fingerprint import FileIndex, Fingerprint, compute
 from buildpilot.git import git_info
 from buildpilot.runlog import STATE_DIR, new_run_id, write_run
@@ -41,7 +46,7 @@ from buildpilot.tags import missing_field, render, tag_fields
 from buildpilot.texttable import NOT_APPLICABLE, short_digest, table, truncate
 from buildpilot.warmplan import config_file, plain_width
 
-REGISTRY_WORKERS = 8  # requests at once, as the full path sends them
+WORKERS = 8  # registry or engine requests at once, as the full path sends them
 
 
 class _DeclineError(Exception):
@@ -51,6 +56,7 @@ class _DeclineError(Exception):
 class _Options(NamedTuple):
     images: list[str]
     config: str | None
+    push: bool
 
 
 @dataclass(frozen=True)
@@ -142,20 +148,17 @@ def _reuse(
         raise _DeclineError
     sha = ci.sha or git.sha
     tags = {
-        name: _tags(images[name], name, prints[name], snapshot, sha=sha, branch=branch)
+        name: _tags(
+            images[name], name, prints[name], snapshot, sha=sha, branch=branch, push=options.push
+        )
         for name in order
     }
-    refs = sorted({ref for name in order for ref in tags[name]})
-    with ThreadPoolExecutor(max_workers=REGISTRY_WORKERS) as pool:
-        # Every tag at once: the fp- tags say whether the images exist, the others whether
-        # they already point at them (a tag that does needs no write).
-        heads = dict(zip(refs, pool.map(registry.manifest_digest, refs), strict=True))
-        digests = {name: heads[tags[name][-1]] or "" for name in order}
-        if not all(digests.values()):
-            raise _DeclineError
-        started = datetime.now(UTC)
-        stale = {name: [t for t in tags[name] if heads[t] != digests[name]] for name in order}
-        list(pool.map(lambda n: _retag(images[n], digests[n], stale[n]), order))
+    if options.push:
+        digests, started = _reuse_remote(order, images, tags)
+    elif snapshot["builder"] is None and (engine := Engine.local(env)) is not None:
+        digests, started = _reuse_local(order, images, tags, engine)
+    else:
+        raise _DeclineError
     results = [
         _Image(
             name=name,
@@ -185,6 +188,50 @@ def _reuse(
     return "".join(f"{line}\n" for line in lines) + summary
 
 
+def _reuse_remote(
+    order: list[str], images: dict[str, Any], tags: dict[str, list[str]]
+) -> tuple[dict[str, str], datetime]:
+    """The registry digest of each image, with the run's tags on it; and when tagging began."""
+    refs = sorted({ref for name in order for ref in tags[name]})
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        # Every tag at once: the fp- tags say whether the images exist, the others whether
+        # they already point at them (a tag that does needs no write).
+        heads = dict(zip(refs, pool.map(registry.manifest_digest, refs), strict=True))
+        digests = {name: heads[tags[name][-1]] or "" for name in order}
+        if not all(digests.values()):
+            raise _DeclineError
+        started = datetime.now(UTC)
+        stale = {name: [t for t in tags[name] if heads[t] != digests[name]] for name in order}
+        list(pool.map(lambda n: _retag(images[n], digests[n], stale[n]), order))
+    return digests, started
+
+
+def _reuse_local(
+    order: list[str], images: dict[str, Any], tags: dict[str, list[str]], engine: Engine
+) -> tuple[dict[str, str], datetime]:
+    """The local image ID of each image, with the run's tags and the digest tag its
+    dependents would be pinned to (`executor.pin`); and when tagging began."""
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        found = dict(
+            zip(order, pool.map(engine.inspect, [tags[n][-1] for n in order]), strict=True)
+        )
+        digests = {name: str((found[name] or {}).get("Id") or "") for name in order}
+        if not all(d.startswith("sha256:") for d in digests.values()):
+            raise _DeclineError
+        started = datetime.now(UTC)
+        wanted = [
+            (digests[name], tag)
+            for name in order
+            for tag in [
+                *tags[name],
+                f"{images[name]['repository']}:{digests[name].replace(':', '-')}",
+            ]
+            if tag not in ((found[name] or {}).get("RepoTags") or ())
+        ]
+        list(pool.map(lambda pair: engine.tag(*pair), wanted))
+    return digests, started
+
+
 def _tags(
     image: dict[str, Any],
     name: str,
@@ -193,6 +240,7 @@ def _tags(
     *,
     sha: str | None,
     branch: str,
+    push: bool,
 ) -> list[str]:
     """The run's tags of the image, its fp- tag last, as `plan.make_plan` renders them."""
     fields = tag_fields(snapshot["registry"], name, sha, branch)
@@ -201,7 +249,7 @@ def _tags(
     tags = [render(t, fields) for t in image["tags"]]
     tags.append(f"{image['repository']}:{fingerprint.tag}")
     own = registry.Repository.parse(image["repository"])
-    if any(registry.Repository.parse(t) != own for t in tags):
+    if push and any(registry.Repository.parse(t) != own for t in tags):
         raise _DeclineError  # another repository: `imagetools create`, full path
     return tags
 
@@ -290,8 +338,8 @@ def _summary(run: _Run, width: int) -> str | None:
 
 
 def _options(argv: Sequence[str]) -> _Options | None:
-    """`[IMAGES]... --skip-existing --push [-c/--config PATH] [-j/--jobs N]`, each option once;
-    None for anything else."""
+    """`[IMAGES]... --skip-existing [--push] [-c/--config PATH] [-j/--jobs N]`, each option
+    once; None for anything else."""
     images: list[str] = []
     values: dict[str, str] = {}
     flags: set[str] = set()
@@ -313,6 +361,6 @@ def _options(argv: Sequence[str]) -> _Options | None:
         else:
             images.append(word)
     jobs = values.get("--jobs", "1")
-    if flags != {"--skip-existing", "--push"} or not jobs.isdigit() or int(jobs) < 1:
+    if "--skip-existing" not in flags or not jobs.isdigit() or int(jobs) < 1:
         return None
-    return _Options(images, values.get("--config"))
+    return _Options(images, values.get("--config"), push="--push" in flags)

@@ -1,4 +1,4 @@
-"""The warm `build --skip-existing --push`: the same run as the full CLI's, or the full CLI runs."""
+"""The warm `build --skip-existing [--push]`: the same run as the full CLI's, or the full CLI runs."""
 
 from __future__ import annotations
 
@@ -12,13 +12,15 @@ import pytest
 import yaml
 
 from buildpilot import plancache, warmbuild
+from buildpilot.engineapi import Engine
 from buildpilot.results import RunResult
 from buildpilot.runs import load_run
 from buildpilot.status import Status
-from tests.engine.conftest import Repo, registry_tags
+from tests.engine.conftest import Repo, docker, registry_tags
 from tests.engine.test_build import images, service_repo
 
 ARGS = ("build", "--push", "--skip-existing")
+LOCAL = ("build", "--skip-existing")
 RUN_ID = re.compile(r"run \d{8}T\d{6}Z-[0-9a-f]{4}")
 
 
@@ -40,17 +42,18 @@ def comparable(run: RunResult) -> list[dict[str, object]]:
     return [i.model_dump(exclude={"started", "completed"}) for i in run.images]
 
 
+@pytest.mark.parametrize("args", [ARGS, LOCAL], ids=["push", "load"])
 def test_warm_run_is_the_full_runs_twin(
-    repo: Repo, namespace: str, monkeypatch: pytest.MonkeyPatch
+    repo: Repo, namespace: str, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...]
 ) -> None:
     service_repo(repo, namespace, sleep=0)
-    assert repo.buildpilot(*ARGS)[0] == 0  # builds, and leaves the reuse snapshot
-    code, full_output = repo.buildpilot(*ARGS)
+    assert repo.buildpilot(*args)[0] == 0  # builds, and leaves the reuse snapshot
+    code, full_output = repo.buildpilot(*args)
     assert code == 0, full_output
     full = repo.last_run()
     assert {i.status for i in full.images} == {Status.SKIPPED}
 
-    output = warm(repo, monkeypatch, *ARGS)
+    output = warm(repo, monkeypatch, *args)
     assert output is not None
     assert RUN_ID.sub("run X", output) == RUN_ID.sub("run X", full_output)
     found = RUN_ID.search(output)
@@ -93,13 +96,32 @@ def test_new_commit_gets_its_tags_without_a_build(
         assert (run.commit or "")[:12] in registry_tags(f"{namespace}/{image.name}")
 
 
+def test_local_run_puts_back_the_tags_it_needs(
+    repo: Repo, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service_repo(repo, namespace, sleep=0)
+    assert repo.buildpilot(*LOCAL)[0] == 0
+    built = images(repo.last_run().images)
+    base = built["base"].digest or ""
+    pinned = f"{namespace}/base:{base.replace(':', '-')}"  # what dependents are pinned to
+    docker("image", "rm", f"{namespace}/base:latest", pinned)
+
+    output = warm(repo, monkeypatch, *LOCAL)
+    assert output is not None
+    engine = Engine.local()
+    assert engine is not None
+    for ref in (f"{namespace}/base:latest", pinned):
+        assert (engine.inspect(ref) or {}).get("Id") == base
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:2375")
+    assert warm(repo, monkeypatch, *LOCAL) is None  # not a local socket: the CLI's business
+
+
 def test_anything_to_build_or_to_doubt_goes_to_the_full_cli(
     repo: Repo, namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     service_repo(repo, namespace, sleep=0)
     assert repo.buildpilot(*ARGS)[0] == 0
     runs = len(list((repo.root / ".buildpilot" / "runs").glob("*.json")))
-    assert warm(repo, monkeypatch, "build", "--skip-existing") is None  # local: full path
     assert warm(repo, monkeypatch, *ARGS, "--no-cache") is None  # an option it does not know
     assert warm(repo, monkeypatch, *ARGS, "nosuch") is None  # the full CLI names it
     repo.write({"svc/tts.txt": "tts, changed\n"})  # tts must be built

@@ -2,7 +2,8 @@
 (`warmbuild.py`) where it can, else the full CLI.
 
 It imports nothing beyond the standard library until it knows which: most of a warm run is
-Python starting up. For a `build` or `release` it first starts the engine probe (`prestart`).
+Python starting up. Before the full CLI of a `build` or `release` it starts the engine probe
+(`prestart`), which then answers while the CLI loads.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from buildpilot.errors import EXIT_INTERNAL, EXIT_INTERRUPTED
 def main() -> None:
     """`buildpilot ARGS` and `python -m buildpilot ARGS`."""
     argv = sys.argv[1:]
-    prestart.start(prestart.probe_commands(argv))  # the engine probe, while the rest loads
     if argv[:1] == ["plan"] or (argv[:1] == ["build"] and "--skip-existing" in argv):
         try:
             output = _warm(argv[0], argv[1:])
@@ -25,9 +25,9 @@ def main() -> None:
             sys.stderr.write("error: interrupted\n")
             sys.exit(EXIT_INTERRUPTED)
         if output is not None:
-            prestart.discard()
             _write(output)
             return
+    prestart.start(prestart.probe_commands(argv))  # the engine probe, while the rest loads
     from buildpilot.cli import main as full  # noqa: PLC0415 - typer, pydantic, rich: not above
 
     full()

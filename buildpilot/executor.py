@@ -22,6 +22,7 @@ from buildpilot.redact import Redactor, secret_values
 from buildpilot.registry import image_name
 from buildpilot.results import ImageResult, StepTiming, Timeline
 from buildpilot.status import Status
+from buildpilot.tags import digest_tag
 
 Clock = Callable[[], datetime]
 # Builds mostly wait on BuildKit, which schedules the steps of concurrent builds itself (bake
@@ -419,7 +420,7 @@ def pin(request: BuildRequest, digest: str, backend: Backend, tags: Collection[s
     if request.output == "push":
         repository = image_name(request.tags[0]) if request.tags else request.repository
         return f"{repository}@{digest}"
-    local = f"{request.repository}:{digest.replace(':', '-')}"
+    local = digest_tag(request.repository, digest)
     if local not in tags:
         backend.tag(digest, local)
     return local

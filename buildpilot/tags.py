@@ -31,3 +31,9 @@ def missing_field(template: str, fields: Fields) -> str | None:
 def render(template: str, fields: Fields) -> str:
     """The tag; every field it uses has a value (see `missing_field`)."""
     return template.format(**fields)
+
+
+def digest_tag(repository: str, digest: str) -> str:
+    """The local tag that names exactly one build, `REPO:sha256-<hex>`: the local image store
+    resolves tags only, so a loaded base reaches its dependents under it."""
+    return f"{repository}:{digest.replace(':', '-')}"

@@ -42,7 +42,7 @@ from buildpilot.runlog import STATE_DIR, new_run_id, write_run
 from buildpilot.runview import SUMMARY_COLUMNS, SUMMARY_RIGHT, status_counts, summary_title
 from buildpilot.selection import Action, decide
 from buildpilot.status import Status
-from buildpilot.tags import missing_field, render, tag_fields
+from buildpilot.tags import digest_tag, missing_field, render, tag_fields
 from buildpilot.texttable import NOT_APPLICABLE, short_digest, table, truncate
 from buildpilot.warmplan import config_file, plain_width
 
@@ -222,10 +222,7 @@ def _reuse_local(
         wanted = [
             (digests[name], tag)
             for name in order
-            for tag in [
-                *tags[name],
-                f"{images[name]['repository']}:{digests[name].replace(':', '-')}",
-            ]
+            for tag in [*tags[name], digest_tag(images[name]["repository"], digests[name])]
             if tag not in ((found[name] or {}).get("RepoTags") or ())
         ]
         list(pool.map(lambda pair: engine.tag(*pair), wanted))

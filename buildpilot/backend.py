@@ -252,8 +252,8 @@ class DockerBackend:
                 pass  # the CLI below says what is wrong, in its own words
             else:
                 return {ref: item for ref, image in answers.items() if (item := _found(image, ref))}
-        # `docker image inspect` costs a round trip per ref, independent of the store's size
-        # (a listing scans every image): a few refs per process, processes in parallel.
+        # `docker image inspect` costs a round trip per ref (a listing would walk every image
+        # in the store): a few refs per process, processes in parallel.
         chunks = [refs[i : i + _INSPECT_CHUNK] for i in range(0, len(refs), _INSPECT_CHUNK)]
         with ThreadPoolExecutor(max_workers=4) as pool:
             found = pool.map(self._inspect_local, chunks)
@@ -390,6 +390,9 @@ def _capture(command: list[str], *, timeout: float = 60) -> subprocess.Completed
         process.communicate()
         message = f"`{' '.join(command[:3])}` did not answer within {timeout:.0f} s"
         return subprocess.CompletedProcess(command, 124, "", message)
+    except BaseException:  # an interrupt: end it, as subprocess.run would
+        process.kill()
+        raise
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 

@@ -2,7 +2,8 @@
 
 Made after a full `build --skip-existing`: per image its fingerprint spec (`fingerprint_inputs`),
 repository, tag templates and the checks its secrets and SSH mounts need before a run; the
-dependency graph; what the cache policy reads of the config. Saved with `plancache` (kind
+dependency graph and the bases (images others are built on); what the cache policy reads of
+the config. Saved with `plancache` (kind
 REUSE), watching the config, every Dockerfile, every context directory and secret file (and
 what `plancache` watches for every snapshot). `warmbuild.py` reuses images from it.
 """
@@ -58,6 +59,7 @@ def snapshot(project: Project) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         "default_branch": config.default_branch,
         "builder": config.builder,
         "deps": dependency_graph(project),
+        "bases": sorted({b for i in config.images.values() for b in i.image_contexts().values()}),
         "context_dirs": dirs,
         "images": images,
     }

@@ -156,7 +156,7 @@ def _reuse(
     if options.push:
         digests, started = _reuse_remote(order, images, tags)
     elif snapshot["builder"] is None and (engine := Engine.local(env)) is not None:
-        digests, started = _reuse_local(order, images, tags, engine)
+        digests, started = _reuse_local(order, images, tags, set(snapshot["bases"]), engine)
     else:
         raise _DeclineError
     results = [
@@ -207,23 +207,29 @@ def _reuse_remote(
 
 
 def _reuse_local(
-    order: list[str], images: dict[str, Any], tags: dict[str, list[str]], engine: Engine
+    order: list[str],
+    images: dict[str, Any],
+    tags: dict[str, list[str]],
+    bases: set[str],
+    engine: Engine,
 ) -> tuple[dict[str, str], datetime]:
-    """The local image ID of each image, with the run's tags and the digest tag its
-    dependents would be pinned to (`executor.pin`); and when tagging began."""
+    """The local image ID of each image, with the run's tags and, for a base, the digest tag
+    its dependents are pinned to (`executor.pin`); and when tagging began."""
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        found = dict(
-            zip(order, pool.map(engine.inspect, [tags[n][-1] for n in order]), strict=True)
-        )
-        digests = {name: str((found[name] or {}).get("Id") or "") for name in order}
-        if not all(d.startswith("sha256:") for d in digests.values()):
-            raise _DeclineError
+        answers = pool.map(engine.inspect, [tags[name][-1] for name in order])
+        found: dict[str, dict[str, Any]] = {}
+        for name, image in zip(order, answers, strict=True):
+            if image is None or not str(image.get("Id") or "").startswith("sha256:"):
+                raise _DeclineError
+            found[name] = image
+        digests = {name: str(image["Id"]) for name, image in found.items()}
         started = datetime.now(UTC)
+        pins = {n: [digest_tag(images[n]["repository"], digests[n])] for n in bases & set(order)}
         wanted = [
             (digests[name], tag)
             for name in order
-            for tag in [*tags[name], digest_tag(images[name]["repository"], digests[name])]
-            if tag not in ((found[name] or {}).get("RepoTags") or ())
+            for tag in [*tags[name], *pins.get(name, [])]
+            if tag not in (found[name].get("RepoTags") or ())
         ]
         list(pool.map(lambda pair: engine.tag(*pair), wanted))
     return digests, started

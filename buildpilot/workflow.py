@@ -368,7 +368,9 @@ def _find_reusable(
             reason=f"reused {request.fingerprint_tag} ({decisions[name].reason})",
             fingerprint=request.fingerprint,
         )
-        return Reused(result=result, pinned=pin(request, found.digest, backend, found.tags))
+        base = name in plan.bases  # only dependents use the pinned ref, as after a build
+        pinned = pin(request, found.digest, backend, found.tags) if base else None
+        return Reused(result=result, pinned=pinned)
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         return dict(zip(wanted, pool.map(reuse, wanted), strict=True))

@@ -281,7 +281,7 @@ class Bench:
         return Measure(wall, 1, steps, cached)
 
     def _buildpilot(self, config: Path, output: Output, keep: Path) -> Measure:
-        flags = ["--skip-existing", *(["--push"] if output == "push" else [])]
+        flags = ["--push"] if output == "push" else []
         flags += ["--jobs", str(self.jobs)] if self.jobs else []
         self.commands.setdefault(
             f"buildpilot-{output}", shlex.join(["buildpilot", "build", *flags])

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from buildpilot import prestart
+from buildpilot import handoff, prestart
 from buildpilot.engineapi import Engine, EngineApiError
 from buildpilot.errors import EngineError
 
@@ -241,13 +241,15 @@ class DockerBackend:
         if not refs:
             return {}
         if registry:
+            digests, ask = handoff.take(handoff.REGISTRY, refs)
             with ThreadPoolExecutor(max_workers=8) as pool:
-                digests = dict(zip(refs, pool.map(self._registry_digest, refs), strict=True))
+                digests.update(zip(ask, pool.map(self._registry_digest, ask), strict=True))
             return {ref: Found(digest) for ref, digest in digests.items() if digest}
         if self._engine is not None:
+            answers, ask = handoff.take(handoff.ENGINE, refs)
             try:
                 with ThreadPoolExecutor(max_workers=8) as pool:
-                    answers = dict(zip(refs, pool.map(self._engine.inspect, refs), strict=True))
+                    answers.update(zip(ask, pool.map(self._engine.inspect, ask), strict=True))
             except EngineApiError:
                 pass  # the CLI below says what is wrong, in its own words
             else:

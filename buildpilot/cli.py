@@ -126,10 +126,11 @@ def build(
     skip_existing: Annotated[
         bool,
         typer.Option(
-            "--skip-existing",
-            help="Reuse an image whose input fingerprint already has one (fp-… tag); no build.",
+            "--skip-existing/--no-skip-existing",
+            help="Reuse an image whose input fingerprint already has one (fp-… tag) instead of "
+            "building it; --no-skip-existing (or --no-cache) puts every image through BuildKit.",
         ),
-    ] = False,
+    ] = True,
     target_branch: Annotated[
         str | None,
         typer.Option(help="A pull request's target branch, read as a cache (default: CI)."),
@@ -165,7 +166,7 @@ def build(
             no_cache=no_cache,
             write_cache=not no_cache_write,
             since=since,
-            skip_existing=skip_existing,
+            skip_existing=skip_existing and not no_cache,
             target_branch=target_branch,
             size=size,
         )
@@ -186,7 +187,7 @@ def build(
             branch=options.branch,
         )
         publish_ci_outputs(project, run, context.ci, terminal, os.environ)
-        if skip_existing:  # for the next such run, when it only reuses (warmbuild)
+        if settings.skip_existing:  # for the next such run, when it only reuses (warmbuild)
             reuseinputs.remember(project, read_since=read_since)
         if as_json:
             typer.echo(report.run_json(run))

@@ -11,14 +11,17 @@ from __future__ import annotations
 import os
 import sys
 
-from buildpilot import prestart
+from buildpilot import handoff, prestart
 from buildpilot.errors import EXIT_INTERNAL, EXIT_INTERRUPTED
+
+FORCED = frozenset({"--no-skip-existing", "--no-cache"})  # a build that reuses nothing
 
 
 def main() -> None:
     """`buildpilot ARGS` and `python -m buildpilot ARGS`."""
     argv = sys.argv[1:]
-    if argv[:1] == ["plan"] or (argv[:1] == ["build"] and "--skip-existing" in argv):
+    if argv[:1] == ["plan"] or (argv[:1] == ["build"] and not FORCED.intersection(argv)):
+        handoff.arm()  # what a declining warm build learnt, the full one need not ask again
         try:
             output = _warm(argv[0], argv[1:])
         except KeyboardInterrupt:  # as the full CLI says it
@@ -39,7 +42,7 @@ def _warm(command: str, argv: list[str]) -> str | None:
             from buildpilot import warmplan  # noqa: PLC0415 - only for `plan`
 
             return warmplan.run(argv)
-        from buildpilot import warmbuild  # noqa: PLC0415 - only for `build --skip-existing`
+        from buildpilot import warmbuild  # noqa: PLC0415 - only for a reusing `build`
     except Exception:  # noqa: BLE001 - whatever is wrong there, the full CLI runs
         return None
     return warmbuild.run(argv, os.environ)

@@ -224,7 +224,8 @@ def index_entries(top: Path, within: Sequence[str] = ()) -> dict[str, tuple[str,
 
 _FETCH_HINT = (
     "Fetch it, e.g. `git fetch origin {ref}` (a shallow CI clone also needs "
-    "`git fetch --deepen=200` or `--unshallow`), or use `--skip-existing`, which needs no history."
+    "`git fetch --deepen=200` or `--unshallow`), or drop `--since`: reusing images by "
+    "fingerprint needs no history."
 )
 
 

@@ -6,8 +6,8 @@ from or checked against: inode, mode, size, mtime and ctime of a file; the inode
 of a directory; whether a `.git` is there; or that the path was absent. The buildpilot
 version, its own modules and the Dockerfile parser are watched the same way. A snapshot is
 used only while every watched path is as it was: any difference, and any unreadable or
-corrupt file, means the full path, which writes the snapshot anew. A full `build
---skip-existing` keeps a second kind the same way: what reusing images needs of the config
+corrupt file, means the full path, which writes the snapshot anew. A full reusing
+`build` keeps a second kind the same way: what reusing images needs of the config
 (`reuseinputs.py`).
 
 A timestamp cannot tell apart two writes within one clock tick, so a snapshot is not
@@ -37,7 +37,7 @@ CONTENT = "content"  # a file read: any change of it counts
 NODE = "node"  # a directory, or a file only looked up: being replaced counts
 EXISTS = "exists"  # a path only tested for existence (`.git` up the tree)
 PLAN = "plan"  # what `plan --since` needs (`planinputs.py`)
-REUSE = "reuse"  # what `build --skip-existing` needs to reuse (`reuseinputs.py`)
+REUSE = "reuse"  # what a reusing `build` needs (`reuseinputs.py`)
 _PACKAGE = Path(__file__).parent
 
 Snapshot = dict[str, Any]

@@ -1,6 +1,6 @@
-"""The reuse snapshot of a loaded config: what `build --skip-existing` needs of it, as plain data.
+"""The reuse snapshot of a loaded config: what a reusing `build` needs of it, as plain data.
 
-Made after a full `build --skip-existing`: per image its fingerprint spec (`fingerprint_inputs`),
+Made after a full reusing `build`: per image its fingerprint spec (`fingerprint_inputs`),
 repository, tag templates and the checks its secrets and SSH mounts need before a run; the
 dependency graph and the bases (images others are built on); what the cache policy reads of
 the config. Saved with `plancache` (kind

@@ -1,4 +1,4 @@
-"""`buildpilot build --skip-existing [--push]` when every image exists, without the full CLI.
+"""`buildpilot build [--push]` when every image exists, without the full CLI.
 
 A no-change run reuses every image: fingerprint, ask the registry (with `--push`) or the local
 engine where each image is, add the run's tags. That takes milliseconds; loading typer,
@@ -6,7 +6,7 @@ pydantic, rich and python-on-whales takes far longer. The console entry (`entry.
 this first. It takes only what it is sure of, and returns None (the full CLI then runs, and
 reports any error) for anything else:
 
-- `build [IMAGES]... --skip-existing [--push]`, with `-c/--config PATH` and `-j/--jobs N`;
+- `build [IMAGES]... [--skip-existing] [--push]`, with `-c/--config PATH` and `-j/--jobs N`;
 - output to a pipe, a file or a CI log without escape codes, and no GitHub Actions or GitLab
   CI job (those get groups and sections that only the full CLI writes);
 - a reuse snapshot of the config that still holds (`reuseinputs`, `plancache`);
@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from buildpilot import graph, plancache, registry
+from buildpilot import graph, handoff, plancache, registry
 from buildpilot.ci import detect
 from buildpilot.ci_files import write_ci_files
 from buildpilot.engineapi import Engine
@@ -197,6 +197,7 @@ def _reuse_remote(
         # Every tag at once: the fp- tags say whether the images exist, the others whether
         # they already point at them (a tag that does needs no write).
         heads = dict(zip(refs, pool.map(registry.manifest_digest, refs), strict=True))
+        handoff.leave(handoff.REGISTRY, heads)
         digests = {name: heads[tags[name][-1]] or "" for name in order}
         if not all(digests.values()):
             raise _DeclineError
@@ -216,7 +217,9 @@ def _reuse_local(
     """The local image ID of each image, with the run's tags and, for a base, the digest tag
     its dependents are pinned to (`executor.pin`); and when tagging began."""
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        answers = pool.map(engine.inspect, [tags[name][-1] for name in order])
+        refs = [tags[name][-1] for name in order]
+        answers = list(pool.map(engine.inspect, refs))
+        handoff.leave(handoff.ENGINE, dict(zip(refs, answers, strict=True)))
         found: dict[str, dict[str, Any]] = {}
         for name, image in zip(order, answers, strict=True):
             if image is None or not str(image.get("Id") or "").startswith("sha256:"):
@@ -341,7 +344,7 @@ def _summary(run: _Run, width: int) -> str | None:
 
 
 def _options(argv: Sequence[str]) -> _Options | None:
-    """`[IMAGES]... --skip-existing [--push] [-c/--config PATH] [-j/--jobs N]`, each option
+    """`[IMAGES]... [--skip-existing] [--push] [-c/--config PATH] [-j/--jobs N]`, each option
     once; None for anything else."""
     images: list[str] = []
     values: dict[str, str] = {}
@@ -364,6 +367,6 @@ def _options(argv: Sequence[str]) -> _Options | None:
         else:
             images.append(word)
     jobs = values.get("--jobs", "1")
-    if "--skip-existing" not in flags or not jobs.isdigit() or int(jobs) < 1:
+    if not jobs.isdigit() or int(jobs) < 1:
         return None
     return _Options(images, values.get("--config"), push="--push" in flags)

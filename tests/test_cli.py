@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 from datetime import UTC, datetime
 from pathlib import Path
@@ -104,7 +105,13 @@ def test_dry_run_prints_commands_bases_first(repo: Path) -> None:
     assert code == 0
     comments = [line for line in output.strip().splitlines() if line.startswith("#")]
     lines = [line for line in output.strip().splitlines() if not line.startswith("#")]
-    assert comments == ["# cache: local run on branch main: its cache may be written"]
+    assert comments[0] == "# cache: local run on branch main: its cache may be written"
+    # an image whose fingerprint already has one is reused; the command builds it otherwise
+    reuse = r"# reuse localhost:5000/demo/{}:fp-[0-9a-f]{{32}} if it exists, else:"
+    assert [
+        re.fullmatch(reuse.format(name), c) is not None
+        for name, c in zip(("base", "api"), comments[1:], strict=True)
+    ] == [True, True]
     assert len(lines) == 2
     base, api = (shlex.split(line) for line in lines)
     assert base[:4] == ["docker", "buildx", "build", "--progress=rawjson"]

@@ -65,7 +65,7 @@ def test_github_push_writes_its_branch_and_a_pull_request_only_reads(
             },
         ),
     }
-    code, output = repo.buildpilot("build", "--json", env=pull)
+    code, output = repo.buildpilot("build", "--json", "--no-skip-existing", env=pull)
     assert code == 0, output
     assert registry_tags(f"{namespace}/cache/svc") == ["main"]  # the pull request wrote nothing
     run = json.loads(output[output.index("{\n") :])
@@ -94,7 +94,7 @@ def test_gitlab_merge_request_reads_target_then_default(repo: Repo, namespace: s
         "CI_MERGE_REQUEST_SOURCE_PROJECT_ID": "1",
         "CI_COMMIT_SHA": "1" * 40,
     }
-    code, output = repo.buildpilot("build", "svc", "--json", env=env)
+    code, output = repo.buildpilot("build", "svc", "--json", "--no-skip-existing", env=env)
     assert code == 0, output
     run = json.loads(output[output.index("{\n") :])
     svc = next(i for i in run["images"] if i["name"] == "svc")

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from buildpilot import plancache, warmbuild
+from buildpilot import entry, handoff, plancache, warmbuild
+from buildpilot.engineapi import Engine
 from buildpilot.results import RunResult
 from buildpilot.runs import load_run
 from buildpilot.status import Status
@@ -117,6 +118,40 @@ def test_local_run_puts_back_the_tags_it_needs(
         assert docker("image", "inspect", "--format", "{{.Id}}", ref).strip() == base
     monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:2375")
     assert warm(repo, monkeypatch, *LOCAL) is None  # not a local socket: the CLI's business
+
+
+def test_a_declined_run_hands_what_it_asked_to_the_full_cli(
+    repo: Repo, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service_repo(repo, namespace, sleep=0)
+    assert repo.buildpilot(*LOCAL)[0] == 0
+    fp_tags = {i.name: next(t for t in i.tags if ":fp-" in t) for i in repo.last_run().images}
+    repo.write({"svc/tts.txt": "tts, changed\n"})  # tts must be built: the warm path declines
+    asked: list[str] = []
+    inspect = Engine.inspect
+
+    def counting(engine: Engine, ref: str) -> dict[str, object] | None:
+        asked.append(ref)
+        return inspect(engine, ref)
+
+    monkeypatch.setattr(Engine, "inspect", counting)
+    monkeypatch.setattr(handoff._Answers, "armed", False)  # as it was, after this test
+    monkeypatch.setattr(handoff._Answers, "left", {})
+    monkeypatch.setattr(
+        sys, "argv", ["buildpilot", *LOCAL, "-c", str(repo.root / "buildpilot.yaml")]
+    )
+    with pytest.raises(SystemExit) as exit_:
+        entry.main()  # the console entry: the warm path, then the full CLI
+    assert exit_.value.code == 0
+    run = images(repo.last_run().images)
+    assert {n: i.status for n, i in run.items()} == {
+        "base": Status.SKIPPED,
+        "stt": Status.SKIPPED,
+        "tts": Status.SUCCESS,
+        "gateway": Status.SKIPPED,
+    }
+    for name in ("base", "stt", "gateway"):  # the warm path asked; the full one did not
+        assert asked.count(fp_tags[name]) == 1, (name, asked)
 
 
 def test_anything_to_build_or_to_doubt_goes_to_the_full_cli(

@@ -3,7 +3,8 @@
 
 It imports nothing beyond the standard library until it knows which: most of a warm run is
 Python starting up. Before the full CLI of a `build` or `release` it starts the engine probe
-(`prestart`), which then answers while the CLI loads.
+(`prestart`), which then answers while the CLI loads. A warm `build` that declines leaves
+what it asked the engine or the registry to the full CLI (`handoff`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ def main() -> None:
     """`buildpilot ARGS` and `python -m buildpilot ARGS`."""
     argv = sys.argv[1:]
     if argv[:1] == ["plan"] or (argv[:1] == ["build"] and not FORCED.intersection(argv)):
-        handoff.arm()  # what a declining warm build learnt, the full one need not ask again
         try:
             output = _warm(argv[0], argv[1:])
         except KeyboardInterrupt:  # as the full CLI says it
@@ -45,6 +45,7 @@ def _warm(command: str, argv: list[str]) -> str | None:
         from buildpilot import warmbuild  # noqa: PLC0415 - only for a reusing `build`
     except Exception:  # noqa: BLE001 - whatever is wrong there, the full CLI runs
         return None
+    handoff.arm()  # what a declining warm build asked, the full CLI need not ask again
     return warmbuild.run(argv, os.environ)
 
 

@@ -1,11 +1,11 @@
-"""`--skip-existing`: images found by their input fingerprint are reused, not built."""
+"""Reuse, the default of `build`: images found by their input fingerprint are not built."""
 
 from __future__ import annotations
 
 from buildpilot.backend import DockerBackend
 from buildpilot.status import Status
 from tests.engine.conftest import Repo, docker, drop_build_cache, registry_tags
-from tests.engine.test_build import images, service_repo
+from tests.engine.test_build import dockerfile_steps, fully_cached, images, service_repo
 
 
 def test_find_asks_the_registry_and_the_local_store_in_one_batch(
@@ -50,13 +50,13 @@ def test_push_run_with_nothing_changed_reuses_every_image(repo: Repo, namespace:
 
 def test_local_run_rebuilds_only_the_changed_service(repo: Repo, namespace: str) -> None:
     service_repo(repo, namespace, sleep=0)
-    assert repo.buildpilot("build", "--skip-existing")[0] == 0
+    assert repo.buildpilot("build")[0] == 0
     first = images(repo.last_run().images)
     docker("image", "rm", f"{namespace}/gateway:latest")  # a tag the developer deleted
 
     repo.write({"svc/tts.txt": "tts, changed\n"})
     repo.commit("tts")
-    code, output = repo.buildpilot("build", "--skip-existing")
+    code, output = repo.buildpilot("build")  # reusing is the default
     assert code == 0, output
     again = images(repo.last_run().images)
     assert again["tts"].status is Status.SUCCESS
@@ -73,3 +73,25 @@ def test_local_run_rebuilds_only_the_changed_service(repo: Repo, namespace: str)
     assert tag_id.strip() == first["gateway"].digest
     pinned = f"{namespace}/base:{first['base'].digest.replace(':', '-')}"
     assert f"base=docker-image://{pinned}" in again["tts"].command
+
+
+def test_no_skip_existing_and_no_cache_put_every_image_through_buildkit(
+    repo: Repo, namespace: str
+) -> None:
+    service_repo(repo, namespace, sleep=0)
+    assert repo.buildpilot("build", "stt")[0] == 0
+    code, output = repo.buildpilot("build", "stt", "--no-skip-existing")
+    assert code == 0, output
+    again = images(repo.last_run().images)
+    for name in ("base", "stt"):
+        assert again[name].status is Status.SUCCESS, (name, again[name].reason)
+        assert fully_cached(again[name])  # BuildKit's layer cache still applies
+
+    code, output = repo.buildpilot("build", "stt", "--no-cache")
+    assert code == 0, output
+    fresh = images(repo.last_run().images)
+    for name in ("base", "stt"):
+        steps = dockerfile_steps(fresh[name])
+        assert fresh[name].status is Status.SUCCESS, (name, fresh[name].reason)
+        assert steps
+        assert not any(cached for _, cached in steps), (name, steps)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from buildpilot import handoff, prestart
+from buildpilot import buildx_plugin, handoff, prestart
 from buildpilot.engineapi import Engine, EngineApiError
 from buildpilot.errors import EngineError
 
@@ -130,12 +130,10 @@ class DockerBackend:
         The usual case costs two concurrent CLI calls; the slower diagnosis runs only when
         one of them shows a problem, to name it precisely.
         """
-        docker = self._docker_cmd()
+        run = buildx_plugin.command(self._docker_cmd())
         with ThreadPoolExecutor(max_workers=2) as pool:
-            version = pool.submit(_capture, [*docker, "buildx", "version"])
-            inspect = pool.submit(
-                _capture, [*docker, "buildx", "inspect", *([builder] if builder else [])]
-            )
+            version = pool.submit(_capture, [*run, "version"])
+            inspect = pool.submit(_capture, [*run, "inspect", *([builder] if builder else [])])
         buildx, details = version.result(), inspect.result()
         found = _version_tuple(buildx.stdout)
         if buildx.returncode == 0 and found < MIN_BUILDX:
@@ -192,7 +190,7 @@ class DockerBackend:
         """Run one buildx build to the end, feeding each rawjson status to `on_status`."""
         with tempfile.TemporaryDirectory(prefix="buildpilot-") as tmp:
             metadata_file = Path(tmp) / "metadata.json"
-            command = [*self._docker_cmd(), *argv]
+            command = [*buildx_plugin.command(self._docker_cmd()), *argv[1:]]  # argv: buildx …
             command += ["--metadata-file", str(metadata_file)]
             process = self._start(command)
             if process is None:

@@ -1,6 +1,7 @@
 """The engine probe of a `build` or `release`, started before the heavy imports.
 
 `DockerBackend.check` asks `docker buildx version` and `docker buildx inspect [BUILDER]`
+(through the plugin itself where it can, `buildx_plugin`)
 before any build, and no build starts until both have answered. The console entry
 (`entry.py`) starts them as soon as it sees such a command, so that they run while Python
 loads typer, pydantic and rich instead of after. `take` hands over a started process whose
@@ -13,6 +14,8 @@ from __future__ import annotations
 import atexit
 import subprocess
 from collections.abc import Sequence
+
+from buildpilot import buildx_plugin
 
 _started: dict[tuple[str, ...], subprocess.Popen[str]] = {}
 
@@ -28,7 +31,8 @@ def probe_commands(argv: Sequence[str]) -> list[list[str]]:
             builder = [following]
         elif word.startswith("--builder="):
             builder = [word.partition("=")[2]]
-    return [["docker", "buildx", "version"], ["docker", "buildx", "inspect", *builder]]
+    buildx = buildx_plugin.command(["docker"])
+    return [[*buildx, "version"], [*buildx, "inspect", *builder]]
 
 
 def start(commands: Sequence[Sequence[str]]) -> None:

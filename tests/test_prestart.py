@@ -6,12 +6,15 @@ import subprocess
 
 import pytest
 
-from buildpilot import backend, prestart
+from buildpilot import backend, buildx_plugin, prestart
 
 
 def test_probe_commands_follow_the_command_line() -> None:
-    version = ["docker", "buildx", "version"]
-    assert prestart.probe_commands(["build", "stt"]) == [version, ["docker", "buildx", "inspect"]]
+    buildx = buildx_plugin.command(["docker"])  # what DockerBackend.check runs
+    assert prestart.probe_commands(["build", "stt"]) == [
+        [*buildx, "version"],
+        [*buildx, "inspect"],
+    ]
     assert prestart.probe_commands(["release", "--builder", "ci"])[1][-1] == "ci"
     assert prestart.probe_commands(["build", "--builder=ci"])[1][-1] == "ci"
     assert prestart.probe_commands(["build", "--dry-run"]) == []  # builds nothing

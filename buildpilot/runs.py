@@ -29,7 +29,7 @@ def _find(root: Path, ref: str | None) -> Path:
     if ref is not None and Path(ref).is_file():
         return Path(ref)
     directory = runs_dir(root)
-    runs = sorted(directory.glob("*.json")) if directory.is_dir() else []
+    runs = sorted(directory.glob("*.json"), key=_order) if directory.is_dir() else []
     if ref is not None:
         runs = [p for p in runs if p.stem.startswith(ref)]
     if not runs:
@@ -38,3 +38,13 @@ def _find(root: Path, ref: str | None) -> Path:
             f"{where} found in {directory}", hint="`buildpilot build` records a run there."
         )
     return runs[-1]
+
+
+def _order(path: Path) -> tuple[str, int]:
+    """Runs in the order they were recorded: an id names its second (`20261121T051500Z-3fa2`),
+    and of two runs started within one second the one written later is the later run."""
+    try:
+        written = path.stat().st_mtime_ns
+    except OSError:
+        written = 0
+    return path.stem.partition("-")[0], written

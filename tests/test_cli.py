@@ -176,6 +176,23 @@ def test_report_renders_a_recorded_run(repo: Path) -> None:
     assert run(repo, "report", "nosuchrun")[0] == 2
 
 
+def test_report_shows_the_later_of_two_runs_started_in_one_second(repo: Path) -> None:
+    now = datetime(2026, 11, 21, 5, 0, tzinfo=UTC)
+    for suffix, image in (("ffff", "first"), ("0000", "second")):  # ids sort the other way
+        recorded = RunResult(
+            id=f"20261121T050000Z-{suffix}",
+            started=now,
+            completed=now,
+            config=str(repo / "buildpilot.yaml"),
+            images=[ImageResult(name=image, status=Status.SUCCESS)],
+        )
+        path = save_run(repo, recorded)
+        os.utime(path, ns=(10**18, 10**18 + len(image)))  # written in this order
+    code, output = run(repo, "report", "--json")
+    assert code == 0, output
+    assert json.loads(output)["images"][0]["name"] == "second"
+
+
 def test_main_turns_bugs_into_exit_3(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

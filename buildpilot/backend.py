@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from buildpilot import buildx_plugin, handoff, prestart
-from buildpilot.engineapi import Engine, EngineApiError
+from buildpilot.engineapi import Engine, EngineApiError, image_id
 from buildpilot.errors import EngineError
 
 if TYPE_CHECKING:
@@ -130,7 +130,7 @@ class DockerBackend:
         The usual case costs two concurrent CLI calls; the slower diagnosis runs only when
         one of them shows a problem, to name it precisely.
         """
-        run = buildx_plugin.command(self._docker_cmd())
+        run = self._buildx
         with ThreadPoolExecutor(max_workers=2) as pool:
             version = pool.submit(_capture, [*run, "version"])
             inspect = pool.submit(_capture, [*run, "inspect", *([builder] if builder else [])])
@@ -190,7 +190,7 @@ class DockerBackend:
         """Run one buildx build to the end, feeding each rawjson status to `on_status`."""
         with tempfile.TemporaryDirectory(prefix="buildpilot-") as tmp:
             metadata_file = Path(tmp) / "metadata.json"
-            command = [*buildx_plugin.command(self._docker_cmd()), *argv[1:]]  # argv: buildx …
+            command = [*self._buildx, *argv[1:]]  # argv: buildx …
             command += ["--metadata-file", str(metadata_file)]
             process = self._start(command)
             if process is None:
@@ -318,6 +318,11 @@ class DockerBackend:
                 _signal_group(process, signal.SIGKILL)
 
     @functools.cached_property
+    def _buildx(self) -> list[str]:
+        """What runs `docker buildx` (`buildx_plugin`), found once per backend."""
+        return buildx_plugin.command(self._docker_cmd())
+
+    @functools.cached_property
     def _engine(self) -> Engine | None:
         """The engine's API, when the docker command is the plain one on a local socket."""
         return Engine.local() if self._given is None else None
@@ -398,12 +403,9 @@ def _capture(command: list[str], *, timeout: float = 60) -> subprocess.Completed
 
 def _found(image: object, ref: str) -> Found | None:
     """`ref` as found in the engine's answer about one image (`docker image inspect`'s JSON)."""
-    if not isinstance(image, dict):
-        return None
-    digest, tags = image.get("Id"), frozenset(image.get("RepoTags") or ())
-    if isinstance(digest, str) and digest.startswith("sha256:") and ref in tags:
-        return Found(digest, tags)
-    return None
+    digest = image_id(image)
+    tags = frozenset(image.get("RepoTags") or ()) if isinstance(image, dict) else frozenset()
+    return Found(digest, tags) if digest is not None and ref in tags else None
 
 
 def _field(text: str, name: str) -> str:

@@ -13,11 +13,12 @@ goes through the CLI.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from buildpilot.dockerconfig import config_dir, config_file
 
 PLUGIN = "docker-buildx"
 SYSTEM_DIRS = (
@@ -51,15 +52,12 @@ def find(env: Mapping[str, str]) -> Path | None:
 
 def plugin_dirs(env: Mapping[str, str]) -> list[str]:
     """The directories the docker CLI searches for plugins, in its order."""
-    home = Path(env["HOME"]) if env.get("HOME") else Path.home()
-    config = Path(env.get("DOCKER_CONFIG") or home / ".docker")
     try:
-        settings = json.loads((config / "config.json").read_text(encoding="utf-8"))
+        extra = (config_file(env) or {}).get("cliPluginsExtraDirs")
     except (OSError, ValueError):
-        settings = {}
-    extra = settings.get("cliPluginsExtraDirs") if isinstance(settings, dict) else None
+        extra = None
     extra_dirs = [d for d in extra if isinstance(d, str)] if isinstance(extra, list) else []
-    return [str(config / "cli-plugins"), *extra_dirs, *SYSTEM_DIRS]
+    return [str(config_dir(env) / "cli-plugins"), *extra_dirs, *SYSTEM_DIRS]
 
 
 def _is_program(path: str | None) -> bool:

@@ -19,9 +19,10 @@ import json
 import os
 import socket
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
+
+from buildpilot.dockerconfig import config_dir, config_file, json_object
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 TIMEOUT = 30.0  # seconds; an engine that stopped answering is an error, not a hang
@@ -37,31 +38,25 @@ def socket_path(env: Mapping[str, str]) -> str | None:
     host = env.get("DOCKER_HOST")
     if host:
         return host.removeprefix("unix://") if host.startswith("unix://") else None
-    config_dir = Path(env.get("DOCKER_CONFIG") or Path.home() / ".docker")
     name = env.get("DOCKER_CONTEXT")
     try:
         if not name:
-            config = _json_file(config_dir / "config.json")
+            config = config_file(env)
             name = str(config.get("currentContext") or "") if config is not None else ""
         if name in ("", "default"):
             return DEFAULT_SOCKET
         digest = hashlib.sha256(name.encode()).hexdigest()
-        meta = _json_file(config_dir / "contexts" / "meta" / digest / "meta.json") or {}
+        meta = json_object(config_dir(env) / "contexts" / "meta" / digest / "meta.json") or {}
         endpoint = str(meta["Endpoints"]["docker"]["Host"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return endpoint.removeprefix("unix://") if endpoint.startswith("unix://") else None
 
 
-def _json_file(path: Path) -> dict[str, Any] | None:
-    """The JSON object in `path`; None when there is no such file."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} holds no JSON object")
-    return data
+def image_id(answer: object) -> str | None:
+    """The image ID (`sha256:…`) in the engine's answer about one image, if it holds one."""
+    found = answer.get("Id") if isinstance(answer, dict) else None
+    return found if isinstance(found, str) and found.startswith("sha256:") else None
 
 
 class _UnixConnection(http.client.HTTPConnection):

@@ -18,8 +18,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 
+from buildpilot.dockerconfig import config_file
 from buildpilot.errors import BuildpilotError
 
 MANIFEST_TYPES = ",".join(
@@ -166,10 +166,11 @@ class _Client:
 
 def _basic_auth(host: str) -> str | None:
     """`Basic …` from the docker config's `auths` or its credential helper, if any."""
-    config_dir = Path(os.environ.get("DOCKER_CONFIG", Path.home() / ".docker"))
     try:
-        config = json.loads((config_dir / "config.json").read_text(encoding="utf-8"))
+        config = config_file(os.environ)
     except (OSError, ValueError):
+        return None
+    if config is None:
         return None
     keys = [host, f"https://{host}", f"http://{host}"]
     if host == DOCKER_HUB:

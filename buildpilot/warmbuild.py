@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 from buildpilot import graph, handoff, plancache, registry
 from buildpilot.ci import detect
 from buildpilot.ci_files import write_ci_files
-from buildpilot.engineapi import Engine
+from buildpilot.engineapi import Engine, image_id
 from buildpilot.fingerprint import FileIndex, Fingerprint, compute
 from buildpilot.git import git_info
 from buildpilot.runlog import STATE_DIR, new_run_id, write_run
@@ -221,11 +221,11 @@ def _reuse_local(
         answers = list(pool.map(engine.inspect, refs))
         handoff.leave(handoff.ENGINE, dict(zip(refs, answers, strict=True)))
         found: dict[str, dict[str, Any]] = {}
+        digests: dict[str, str] = {}
         for name, image in zip(order, answers, strict=True):
-            if image is None or not str(image.get("Id") or "").startswith("sha256:"):
+            if image is None or (digest := image_id(image)) is None:
                 raise _DeclineError
-            found[name] = image
-        digests = {name: str(image["Id"]) for name, image in found.items()}
+            found[name], digests[name] = image, digest
         started = datetime.now(UTC)
         pins = {n: [digest_tag(images[n]["repository"], digests[n])] for n in bases & set(order)}
         wanted = [

@@ -22,6 +22,6 @@ def _write() -> None:
 
 atexit.register(_write)
 sys.argv = ["buildpilot", *sys.argv[2:]]
-from buildpilot.entry import main  # noqa: E402 - the console script's entry, timed from its import
+from buildpilot.entry import run  # noqa: E402 - the console script's entry, timed from its import
 
-main()
+run()

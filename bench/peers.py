@@ -21,7 +21,8 @@ from bakefile import write_bake_file
 
 from buildpilot.config import load_config
 from buildpilot.git import git_info
-from buildpilot.plan import BuildOptions, Output, Plan, make_plan
+from buildpilot.plan import Plan, make_plan
+from buildpilot.request import BuildOptions, Output
 
 MARKER = "### bench-plain-build "  # on stderr before each build of the script
 

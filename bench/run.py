@@ -42,8 +42,8 @@ from bench_build import machine, summary
 from generate import REGISTRY_HOST, SIZE_NAMES, SIZES, bump, git, make, manifest
 from peers import MARKER, plain_commands, write_peers
 
-from buildpilot.plan import Output
 from buildpilot.progress import ProgressTracker, RawJsonStream
+from buildpilot.request import Output
 from buildpilot.runlog import runs_dir
 from buildpilot.runs import load_run
 from buildpilot.status import Status

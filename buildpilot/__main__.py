@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from buildpilot.entry import main
+from buildpilot.entry import run
 
-main()
+run()

@@ -22,10 +22,11 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from buildpilot import buildx_plugin, handoff, prestart
+from buildpilot import buildx_plugin, handoff, prebuild, prestart
 from buildpilot.engineapi import Engine, EngineApiError, image_id
 from buildpilot.errors import EngineError
 
@@ -55,6 +56,7 @@ class BuildOutcome:
     metadata: dict[str, Any] = field(default_factory=dict)
     text_lines: list[str] = field(default_factory=list)  # stderr lines that were not JSON
     interrupted: bool = False
+    since: datetime | None = None  # when the build started, had it started before it was asked
 
     @property
     def digest(self) -> str | None:
@@ -188,11 +190,11 @@ class DockerBackend:
 
     def build(self, argv: Sequence[str], *, on_status: StatusCallback) -> BuildOutcome:
         """Run one buildx build to the end, feeding each rawjson status to `on_status`."""
+        command = [*self._buildx, *argv[1:]]  # argv: buildx …
+        early = prebuild.take(command)  # the warm path's start of this very build
         with tempfile.TemporaryDirectory(prefix="buildpilot-") as tmp:
-            metadata_file = Path(tmp) / "metadata.json"
-            command = [*self._buildx, *argv[1:]]  # argv: buildx …
-            command += ["--metadata-file", str(metadata_file)]
-            process = self._start(command)
+            metadata_file = early.metadata_file if early else Path(tmp) / "metadata.json"
+            process = self._start([*command, "--metadata-file", str(metadata_file)], early)
             if process is None:
                 return BuildOutcome(returncode=130, interrupted=True)
             stream = RawJsonStream()
@@ -212,11 +214,14 @@ class DockerBackend:
                 with self._lock:
                     self._running.discard(process)
             metadata = _read_json(metadata_file) if returncode == 0 else {}
+            if early is not None:
+                early.folder.cleanup()
             return BuildOutcome(
                 returncode=returncode,
                 metadata=metadata,
                 text_lines=stream.text_lines,
                 interrupted=self._interrupted,
+                since=early.since if early else None,
             )
 
     def tag(self, source: str, target: str) -> None:
@@ -367,16 +372,24 @@ class DockerBackend:
             )
         return command
 
-    def _start(self, command: list[str]) -> subprocess.Popen[bytes] | None:
+    def _start(
+        self, command: list[str], early: prebuild.Started | None
+    ) -> subprocess.Popen[bytes] | None:
         with self._lock:
             if self._interrupted:
+                if early is not None:
+                    prebuild.end(early)
                 return None
-            process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,  # a terminal's Ctrl-C reaches buildpilot, which ends it
+            process = (
+                early.process
+                if early
+                else subprocess.Popen(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    start_new_session=True,  # a terminal's Ctrl-C reaches buildpilot, which ends it
+                )
             )
             self._running.add(process)
             return process

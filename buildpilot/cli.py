@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -15,7 +16,7 @@ import typer
 from buildpilot import __version__
 from buildpilot.doctor_options import OutputFormat, Severity
 from buildpilot.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, BuildpilotError, GitError
-from buildpilot.executor import DEFAULT_JOBS
+from buildpilot.request import DEFAULT_JOBS
 from buildpilot.size import TOP
 
 if TYPE_CHECKING:
@@ -188,11 +189,11 @@ def build(
         )
         publish_ci_outputs(project, run, context.ci, terminal, os.environ)
         if settings.skip_existing:  # for the next such run, when it only reuses (warmbuild)
-            reuseinputs.remember(project, read_since=read_since)
+            reuseinputs.remember(project, prepared.plan, options, read_since=read_since)
         if as_json:
             typer.echo(report.run_json(run))
         else:
-            terminal.print(report.summary_table(run))
+            terminal.show(partial(report.plain_summary, run), report.summary_table(run))
         raise typer.Exit(exit_code(run))
 
 
@@ -282,7 +283,6 @@ def plan_command(
     """Show what a build would do: affected images in build order, with reasons and the
     first step of each stage that will run again."""
     import time
-    from functools import partial
 
     from buildpilot import planreport, report
     from buildpilot.console import Terminal

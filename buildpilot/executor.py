@@ -16,18 +16,14 @@ from typing import Any
 from buildpilot import cachemounts
 from buildpilot.backend import Backend, BuildOutcome
 from buildpilot.console import Terminal
-from buildpilot.plan import BuildRequest, Plan
+from buildpilot.plan import Plan
 from buildpilot.progress import ProgressTracker
 from buildpilot.redact import Redactor, secret_values
-from buildpilot.registry import image_name
+from buildpilot.request import DEFAULT_JOBS, BuildRequest, pinned_ref
 from buildpilot.results import ImageResult, StepTiming, Timeline
 from buildpilot.status import Status
-from buildpilot.tags import digest_tag
 
 Clock = Callable[[], datetime]
-# Builds mostly wait on BuildKit, which schedules the steps of concurrent builds itself (bake
-# hands it every target at once); the cap only bounds the buildx clients (~40 MB each).
-DEFAULT_JOBS = 16
 # A push that failed on a transient registry error (5xx, a timeout, a reset connection), or
 # an export that lost a race for a tag in the local image store to a concurrent build, is
 # built again (from cache) up to this many times, after 1 s, 2 s, 4 s.
@@ -297,6 +293,7 @@ def _build(
         phases += [phase] if phase else []
         warnings += problems
     outcome = backend.build(argv, on_status=on_status)
+    started = outcome.since or started  # the warm path started it (`prebuild`)
     for attempt in range(1, PUSH_RETRIES + 1):
         transient = _transient_error(request, outcome, tracker.timeline())
         if transient is None:
@@ -410,20 +407,12 @@ def _error_text(outcome: BuildOutcome) -> str:
 
 
 def pin(request: BuildRequest, digest: str, backend: Backend, tags: Collection[str] = ()) -> str:
-    """A ref that names exactly this build: by digest in a registry, by a digest tag locally.
-
-    The local image store resolves tags only, so a loaded base gets the tag `sha256-<hex>`
-    (unless it is among the image's `tags` already).
-    """
-    if request.output == "digest":
-        return f"{request.repository}@{digest}"
-    if request.output == "push":
-        repository = image_name(request.tags[0]) if request.tags else request.repository
-        return f"{repository}@{digest}"
-    local = digest_tag(request.repository, digest)
-    if local not in tags:
-        backend.tag(digest, local)
-    return local
+    """`request.pinned_ref`, tagging a loaded base with its digest tag (unless it is among
+    the image's `tags` already)."""
+    ref = pinned_ref(request, digest)
+    if request.output == "load" and ref not in tags:
+        backend.tag(digest, ref)
+    return ref
 
 
 @contextmanager

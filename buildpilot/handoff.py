@@ -27,6 +27,11 @@ def arm() -> None:
     _Answers.armed = True
 
 
+def armed() -> bool:
+    """Whether the full CLI may follow in this process (`arm`)."""
+    return _Answers.armed
+
+
 def leave(kind: str, answers: Mapping[str, Any]) -> None:
     """Keep `answers` (ref -> answer) for the full path, in an armed process."""
     if _Answers.armed:

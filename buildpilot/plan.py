@@ -3,120 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Literal
+from dataclasses import dataclass
 
 from buildpilot import graph
-from buildpilot.cache import CacheRefs, cache_refs
-from buildpilot.cachemounts import PersistedMount
+from buildpilot.cache import cache_refs
 from buildpilot.config import Project
 from buildpilot.errors import ConfigError
-from buildpilot.fingerprint import Fingerprint
 from buildpilot.mirrors import mirror_inputs
+from buildpilot.request import LABEL_IMAGE, BuildOptions, BuildRequest
 from buildpilot.tags import Fields, missing_field, render, tag_fields
-
-Output = Literal["load", "push", "digest"]  # digest: pushed by digest only, under no tag
-LABEL_IMAGE = "dev.buildpilot.image"
-LABEL_FINGERPRINT = "dev.buildpilot.fingerprint"
-
-
-@dataclass(frozen=True)
-class BuildOptions:
-    """What the caller decided for the whole run."""
-
-    output: Output = "load"
-    branch: str = "main"
-    default_branch: str = "main"
-    target_branch: str | None = None  # a pull request's target: its cache is read too
-    git_sha: str | None = None
-    write_cache: bool = True
-    no_cache: bool = False
-    builder: str | None = None
-
-
-@dataclass(frozen=True)
-class BuildRequest:
-    """One `docker buildx build` of one image; base images are filled in at run time."""
-
-    image: str
-    repository: str
-    dependencies: tuple[str, ...]
-    context: Path
-    dockerfile: Path
-    output: Output
-    tags: tuple[str, ...]
-    target: str | None = None
-    args: Mapping[str, str] = field(default_factory=dict)
-    labels: Mapping[str, str] = field(default_factory=dict)
-    platforms: tuple[str, ...] = ()
-    ssh: tuple[str, ...] = ()
-    secrets: tuple[str, ...] = ()  # buildx --secret values: id=..,src=.. or id=..,env=..
-    named_contexts: Mapping[str, str] = field(default_factory=dict)
-    image_contexts: Mapping[str, str] = field(default_factory=dict)  # context name -> image
-    cache: CacheRefs = field(default_factory=CacheRefs)
-    attestations: bool = False
-    no_cache: bool = False
-    builder: str | None = None
-    fingerprint: str | None = None
-    fingerprint_tag: str | None = None  # e.g. "registry/name:fp-…", also pushed/loaded
-    persist_mounts: tuple[PersistedMount, ...] = ()
-    persist_dir: Path | None = None
-
-    def with_fingerprint(self, fingerprint: Fingerprint) -> BuildRequest:
-        """This request, labelled with its input fingerprint and tagged `fp-…` for reuse."""
-        if fingerprint.value is None or fingerprint.tag is None:
-            return self
-        ref = f"{self.repository}:{fingerprint.tag}"
-        return replace(
-            self,
-            labels={**self.labels, LABEL_FINGERPRINT: fingerprint.value},
-            tags=(*self.tags, ref),
-            fingerprint=fingerprint.value,
-            fingerprint_tag=ref,
-        )
-
-    def argv(self, base_refs: Mapping[str, str]) -> list[str]:
-        """The buildx argv (after `docker`); `base_refs` maps an image to its pinned ref."""
-        contexts = {
-            **self.named_contexts,
-            **{
-                name: f"docker-image://{base_refs[image]}"
-                for name, image in self.image_contexts.items()
-            },
-        }
-        options: list[tuple[str, list[str]]] = [
-            ("--builder", [self.builder] if self.builder else []),
-            ("--file", [str(self.dockerfile)]),
-            ("--target", [self.target] if self.target else []),
-            ("--build-arg", [f"{key}={value}" for key, value in self.args.items()]),
-            ("--label", [f"{key}={value}" for key, value in self.labels.items()]),
-            ("--build-context", [f"{key}={value}" for key, value in contexts.items()]),
-            ("--platform", [",".join(self.platforms)] if self.platforms else []),
-            ("--ssh", list(self.ssh)),
-            ("--secret", list(self.secrets)),
-            ("--cache-from", list(self.cache.cache_from)),
-            ("--cache-to", list(self.cache.cache_to)),
-        ]
-        argv = ["buildx", "build", "--progress=rawjson"]
-        for flag, values in options:
-            for value in values:
-                argv += [flag, value]
-        if not self.attestations:
-            argv.append("--provenance=false")
-        if self.no_cache:
-            argv.append("--no-cache")
-        for tag in self.tags:
-            argv += ["--tag", tag]
-        if self.output == "digest":
-            argv += [
-                "--output",
-                f"type=image,name={self.repository},push-by-digest=true,name-canonical=true,push=true",
-            ]
-        else:
-            argv.append("--push" if self.output == "push" else "--load")
-        argv.append(str(self.context))
-        return argv
 
 
 @dataclass(frozen=True)

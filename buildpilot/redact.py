@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from buildpilot.plan import BuildRequest
+from buildpilot.request import BuildRequest
 
 REDACTED = "***"
 MAX_SECRET_FILE = 1 << 20  # larger files are data, not credentials

@@ -98,12 +98,6 @@ def manifest_digest(reference: str, *, timeout: float = 30) -> str | None:
     return digest if digest.startswith("sha256:") else None
 
 
-def image_name(reference: str) -> str:
-    """`host:5000/a/b:v1` -> `host:5000/a/b`, as the docker CLI writes it."""
-    name, _, last = reference.split("@", 1)[0].rpartition("/")
-    return f"{name}/{last.split(':', 1)[0]}" if name else last.split(":", 1)[0]
-
-
 def tag_name(reference: str) -> str | None:
     """The tag of `host/name:tag`, or None."""
     last = reference.split("@", 1)[0].rsplit("/", 1)[-1]

@@ -27,7 +27,13 @@ from buildpilot.results import (
     StepTiming,
     Timeline,
 )
-from buildpilot.runview import SUMMARY_COLUMNS, SUMMARY_RIGHT, status_counts, summary_title
+from buildpilot.runview import (
+    SUMMARY_COLUMNS,
+    SUMMARY_RIGHT,
+    status_counts,
+    summary_text,
+    summary_title,
+)
 from buildpilot.selection import Forecast
 from buildpilot.size_report import size_view
 from buildpilot.status import Status
@@ -101,6 +107,14 @@ def summary_table(run: RunResult) -> Table:
         extra = (forecast_figure(image),) if run.since else ()
         table.add_row(*_summary_row(image), *extra)
     return table
+
+
+def plain_summary(run: RunResult, width: int) -> str | None:
+    """`summary_table(run)` as rich prints it `width` cells wide without escape codes, or
+    None where rich must lay it out (`Terminal.show`)."""
+    if run.since:
+        return None  # the forecast column: rich's
+    return summary_text(run, [[str(cell) for cell in _summary_row(i)] for i in run.images], width)
 
 
 def _summary_row(image: ImageResult) -> tuple[RenderableType, ...]:

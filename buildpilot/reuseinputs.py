@@ -3,7 +3,9 @@
 Made after a full reusing `build`: per image its fingerprint spec (`fingerprint_inputs`),
 repository, tag templates and the checks its secrets and SSH mounts need before a run; the
 dependency graph and the bases (images others are built on); what the cache policy reads of
-the config. Saved with `plancache` (kind
+the config; the run's options and each planned image's build request without its tags and
+fingerprint (`request.request_data`), from which the warm path starts the build of a
+missing image (`prebuild`). Saved with `plancache` (kind
 REUSE), watching the config, every Dockerfile, every context directory and secret file (and
 what `plancache` watches for every snapshot). `warmbuild.py` reuses images from it.
 """
@@ -15,21 +17,24 @@ from typing import Any
 from buildpilot import plancache
 from buildpilot.config import Project
 from buildpilot.fingerprint_inputs import context_dirs, spec
-from buildpilot.plan import dependency_graph
+from buildpilot.plan import Plan, dependency_graph
+from buildpilot.request import BuildOptions, options_data, request_data
 
 
-def remember(project: Project, *, read_since: int) -> None:
-    """Keep the reuse snapshot of `project` after a full run that read its files no earlier
-    than `read_since` (`time.time_ns()`). Best effort: a snapshot that cannot be made or
-    written costs the next run time, never this one."""
+def remember(project: Project, plan: Plan, options: BuildOptions, *, read_since: int) -> None:
+    """Keep the reuse snapshot of `project` after a full run of `plan` with `options` that
+    read its files no earlier than `read_since` (`time.time_ns()`). Best effort: a snapshot
+    that cannot be made or written costs the next run time, never this one."""
     try:
-        body, watched = snapshot(project)
+        body, watched = snapshot(project, plan, options)
         plancache.save(project.path, body, watched, read_since=read_since, kind=plancache.REUSE)
     except Exception:  # noqa: BLE001 - the run is done; a snapshot is an extra
         return
 
 
-def snapshot(project: Project) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+def snapshot(
+    project: Project, plan: Plan, options: BuildOptions
+) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     """The snapshot body and the paths it watches, each with how (a plancache kind)."""
     config = project.config
     watched: dict[str, str] = {str(project.path): plancache.CONTENT}
@@ -62,5 +67,7 @@ def snapshot(project: Project) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         "bases": sorted({b for i in config.images.values() for b in i.image_contexts().values()}),
         "context_dirs": dirs,
         "images": images,
+        "options": options_data(options),
+        "requests": {name: request_data(r) for name, r in plan.requests.items()},
     }
     return body, list(watched.items())

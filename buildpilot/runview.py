@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Protocol
 
 from buildpilot.status import Status
-from buildpilot.texttable import format_duration
+from buildpilot.texttable import format_duration, table
 
 SUMMARY_COLUMNS = ("image", "status", "duration", "cached", "slowest step", "digest")
 SUMMARY_RIGHT = (2, 3)  # the summary's columns justified right: duration and cached
@@ -72,6 +72,19 @@ def summary_title(run: RunView) -> str:
     """`run <id>: 4 images in 12.3s`, and `(interrupted)` when it was."""
     title = f"run {run.id}: {len(run.images)} images in {format_duration(run.duration)}"
     return f"{title} (interrupted)" if run.interrupted else title
+
+
+def summary_text(run: RunView, rows: Sequence[Sequence[str]], width: int) -> str | None:
+    """The run summary (`report.summary_table`) of `rows`, one per image, laid out `width`
+    cells wide for an output that takes no escape codes; None where rich must lay it out."""
+    return table(
+        summary_title(run),
+        SUMMARY_COLUMNS,
+        rows,
+        width=width,
+        right=SUMMARY_RIGHT,
+        caption=status_counts(run),
+    )
 
 
 def status_counts(run: RunView) -> str:

@@ -37,3 +37,9 @@ def digest_tag(repository: str, digest: str) -> str:
     """The local tag that names exactly one build, `REPO:sha256-<hex>`: the local image store
     resolves tags only, so a loaded base reaches its dependents under it."""
     return f"{repository}:{digest.replace(':', '-')}"
+
+
+def image_name(reference: str) -> str:
+    """`host:5000/a/b:v1` -> `host:5000/a/b`, as the docker CLI writes it."""
+    name, _, last = reference.split("@", 1)[0].rpartition("/")
+    return f"{name}/{last.split(':', 1)[0]}" if name else last.split(":", 1)[0]

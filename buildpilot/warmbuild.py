@@ -19,31 +19,42 @@ reports any error) for anything else:
 Then it does what the full path does for such a run, with the full path's own pieces (git,
 the CI policy, fingerprints, decisions, registry and engine calls, run files), and prints
 the same lines and summary table.
+
+When an image is missing it declines, but first starts the build of each missing image
+whose bases exist, with the request the full path will make (`prebuild`): the build runs
+while the full CLI loads, and the full path takes it over.
 """
 
 from __future__ import annotations
 
 import json
 import stat
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from buildpilot import graph, handoff, plancache, registry
+from buildpilot import buildx_plugin, graph, handoff, plancache, prebuild
 from buildpilot.ci import detect
-from buildpilot.ci_files import write_ci_files
 from buildpilot.engineapi import Engine, image_id
 from buildpilot.fingerprint import FileIndex, Fingerprint, compute
 from buildpilot.git import git_info
+from buildpilot.request import (
+    DEFAULT_JOBS,
+    BuildOptions,
+    options_data,
+    pinned_ref,
+    request_from_data,
+    run_options,
+)
 from buildpilot.runlog import STATE_DIR, new_run_id, write_run
-from buildpilot.runview import SUMMARY_COLUMNS, SUMMARY_RIGHT, status_counts, summary_title
+from buildpilot.runview import summary_text
 from buildpilot.selection import Action, decide
 from buildpilot.status import Status
 from buildpilot.tags import digest_tag, missing_field, render, tag_fields
-from buildpilot.texttable import NOT_APPLICABLE, short_digest, table, truncate
+from buildpilot.texttable import NOT_APPLICABLE, short_digest, truncate
 from buildpilot.warmplan import config_file, plain_width
 
 WORKERS = 8  # registry or engine requests at once, as the full path sends them
@@ -57,6 +68,7 @@ class _Options(NamedTuple):
     images: list[str]
     config: str | None
     push: bool
+    jobs: int
 
 
 @dataclass(frozen=True)
@@ -139,24 +151,38 @@ def _reuse(
     ci = detect(env, git, write_cache=snapshot["cache_write"])
     if ci.system != "local":
         raise _DeclineError  # GitHub's groups and GitLab's sections: the full CLI's
-    branch = ci.branch or git.branch or "main"
+    run_as = run_options(
+        git,
+        ci,
+        output="push" if options.push else "load",
+        config_default_branch=snapshot["default_branch"],
+    )
+    branch = run_as.branch
     prints: dict[str, Fingerprint] = {}
     for name in order:
         prints[name] = compute(images[name]["spec"], index, prints)
     decisions = decide(order, deps, prediction=None, fingerprints=prints, skip_existing=True)
     if any(d.action is not Action.REUSE for d in decisions.values()):
         raise _DeclineError
-    sha = ci.sha or git.sha
     tags = {
         name: _tags(
-            images[name], name, prints[name], snapshot, sha=sha, branch=branch, push=options.push
+            images[name],
+            name,
+            prints[name],
+            snapshot,
+            sha=run_as.git_sha,
+            branch=branch,
+            push=options.push,
         )
         for name in order
     }
+    early = _Early(snapshot, run_as, order, tags, prints, jobs=options.jobs)
     if options.push:
-        digests, started = _reuse_remote(order, images, tags)
+        digests, started = _reuse_remote(order, images, tags, early)
     elif snapshot["builder"] is None and (engine := Engine.local(env)) is not None:
-        digests, started = _reuse_local(order, images, tags, set(snapshot["bases"]), engine)
+        digests, started = _reuse_local(
+            order, images, tags, set(snapshot["bases"]), engine, early=early
+        )
     else:
         raise _DeclineError
     results = [
@@ -182,6 +208,8 @@ def _reuse(
     if summary is None:
         raise _DeclineError  # rich must lay it out: the full CLI runs (and tags again)
     write_run(root, done, _record(done))
+    from buildpilot.ci_files import write_ci_files  # noqa: PLC0415 - xml: only at the end
+
     write_ci_files(root / STATE_DIR, done)
     lines = [f"cache: {ci.why}"]
     lines += [f"[{image.name}] skipped: {truncate(image.reason, 200)}" for image in results]
@@ -189,9 +217,11 @@ def _reuse(
 
 
 def _reuse_remote(
-    order: list[str], images: dict[str, Any], tags: dict[str, list[str]]
+    order: list[str], images: dict[str, Any], tags: dict[str, list[str]], early: _Early
 ) -> tuple[dict[str, str], datetime]:
     """The registry digest of each image, with the run's tags on it; and when tagging began."""
+    from buildpilot import registry  # noqa: PLC0415 - urllib and ssl: only with --push
+
     refs = sorted({ref for name in order for ref in tags[name]})
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
         # Every tag at once: the fp- tags say whether the images exist, the others whether
@@ -200,6 +230,10 @@ def _reuse_remote(
         handoff.leave(handoff.REGISTRY, heads)
         digests = {name: heads[tags[name][-1]] or "" for name in order}
         if not all(digests.values()):
+            early.start(
+                {name: digest for name, digest in digests.items() if digest},
+                {name for name, digest in digests.items() if not digest},
+            )
             raise _DeclineError
         started = datetime.now(UTC)
         stale = {name: [t for t in tags[name] if heads[t] != digests[name]] for name in order}
@@ -213,19 +247,34 @@ def _reuse_local(
     tags: dict[str, list[str]],
     bases: set[str],
     engine: Engine,
+    *,
+    early: _Early,
 ) -> tuple[dict[str, str], datetime]:
     """The local image ID of each image, with the run's tags and, for a base, the digest tag
     its dependents are pinned to (`executor.pin`); and when tagging began."""
+    found: dict[str, dict[str, Any]] = {}
+    digests: dict[str, str] = {}
+    missing: set[str] = set()
+
+    def pin(base: str, ref: str) -> None:  # as executor.pin tags a loaded base
+        if ref not in (found[base].get("RepoTags") or ()):
+            engine.tag(digests[base], ref)
+
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        refs = [tags[name][-1] for name in order]
-        answers = list(pool.map(engine.inspect, refs))
-        handoff.leave(handoff.ENGINE, dict(zip(refs, answers, strict=True)))
-        found: dict[str, dict[str, Any]] = {}
-        digests: dict[str, str] = {}
-        for name, image in zip(order, answers, strict=True):
-            if image is None or (digest := image_id(image)) is None:
-                raise _DeclineError
-            found[name], digests[name] = image, digest
+        asked = {pool.submit(engine.inspect, tags[name][-1]): name for name in order}
+        answers: dict[str, dict[str, Any] | None] = {}
+        for future in as_completed(asked):  # a missing image starts as soon as it can
+            name = asked[future]
+            answers[name] = image = future.result()
+            if image is not None and (digest := image_id(image)) is not None:
+                found[name], digests[name] = image, digest
+            else:
+                missing.add(name)
+            if missing:
+                early.start(digests, missing, pin)
+        handoff.leave(handoff.ENGINE, {tags[name][-1]: answers[name] for name in order})
+        if missing:
+            raise _DeclineError
         started = datetime.now(UTC)
         pins = {n: [digest_tag(images[n]["repository"], digests[n])] for n in bases & set(order)}
         wanted = [
@@ -236,6 +285,49 @@ def _reuse_local(
         ]
         list(pool.map(lambda pair: engine.tag(*pair), wanted))
     return digests, started
+
+
+@dataclass
+class _Early:
+    """Starts the builds of missing images, as the full path will run them (`prebuild`)."""
+
+    snapshot: dict[str, Any]
+    run_as: BuildOptions
+    order: list[str]
+    tags: dict[str, list[str]]
+    prints: dict[str, Fingerprint]
+    jobs: int
+    started: set[str] = field(default_factory=set)
+
+    def start(
+        self,
+        digests: Mapping[str, str],
+        missing: Collection[str],
+        pin: Callable[[str, str], None] = lambda base, ref: None,
+    ) -> None:
+        """Start each `missing` image whose bases all exist (in `digests`), on bases pinned
+        as the full path pins reused ones (`pin` makes a local pin exist); only when the
+        full CLI follows in this process, with the options the snapshot was made with."""
+        stored = self.snapshot.get("requests") or {}
+        if not handoff.armed() or self.snapshot.get("options") != options_data(self.run_as):
+            return
+        deps: dict[str, list[str]] = self.snapshot["deps"]
+        for name in self.order:
+            needs = [name, *deps[name]]
+            if name not in missing or name in self.started or len(self.started) >= self.jobs:
+                continue
+            if not all(stored.get(n) for n in needs) or not all(b in digests for b in deps[name]):
+                continue
+            requests = {
+                n: request_from_data(stored[n], tuple(self.tags[n][:-1]), self.prints[n])
+                for n in needs
+            }
+            refs = {base: pinned_ref(requests[base], digests[base]) for base in deps[name]}
+            for base, ref in refs.items():
+                pin(base, ref)
+            argv = requests[name].argv(refs)
+            if prebuild.start([*buildx_plugin.command(["docker"]), *argv[1:]]):
+                self.started.add(name)
 
 
 def _tags(
@@ -254,9 +346,12 @@ def _tags(
         raise _DeclineError
     tags = [render(t, fields) for t in image["tags"]]
     tags.append(f"{image['repository']}:{fingerprint.tag}")
-    own = registry.Repository.parse(image["repository"])
-    if push and any(registry.Repository.parse(t) != own for t in tags):
-        raise _DeclineError  # another repository: `imagetools create`, full path
+    if push:
+        from buildpilot import registry  # noqa: PLC0415 - urllib and ssl: only with --push
+
+        own = registry.Repository.parse(image["repository"])
+        if any(registry.Repository.parse(t) != own for t in tags):
+            raise _DeclineError  # another repository: `imagetools create`, full path
     return tags
 
 
@@ -279,6 +374,8 @@ def _retag(image: dict[str, Any], digest: str, tags: list[str]) -> None:
     """`tags` on the image, as `DockerBackend.retag_remote` puts them."""
     if not tags:
         return
+    from buildpilot import registry  # noqa: PLC0415 - urllib and ssl: only with --push
+
     repository = registry.Repository.parse(image["repository"])
     registry.tag_digest(repository, digest, [name for t in tags if (name := registry.tag_name(t))])
 
@@ -333,14 +430,7 @@ def _summary(run: _Run, width: int) -> str | None:
     """`report.summary_table(run)` as rich prints it `width` cells wide without escape codes."""
     na = NOT_APPLICABLE  # a reused image ran no step
     rows = [(i.name, i.status.value, na, na, na, short_digest(i.digest)) for i in run.images]
-    return table(
-        summary_title(run),
-        SUMMARY_COLUMNS,
-        rows,
-        width=width,
-        right=SUMMARY_RIGHT,
-        caption=status_counts(run),
-    )
+    return summary_text(run, rows, width)
 
 
 def _options(argv: Sequence[str]) -> _Options | None:
@@ -366,7 +456,7 @@ def _options(argv: Sequence[str]) -> _Options | None:
             return None
         else:
             images.append(word)
-    jobs = values.get("--jobs", "1")
+    jobs = values.get("--jobs", str(DEFAULT_JOBS))
     if not jobs.isdigit() or int(jobs) < 1:
         return None
-    return _Options(images, values.get("--config"), push="--push" in flags)
+    return _Options(images, values.get("--config"), push="--push" in flags, jobs=int(jobs))

@@ -18,28 +18,19 @@ from buildpilot.ci import CiContext, detect
 from buildpilot.config import Project
 from buildpilot.console import Terminal
 from buildpilot.errors import BuildpilotError, EngineError
-from buildpilot.executor import DEFAULT_JOBS, Clock, ExecuteOptions, Reused, execute, pin, utcnow
+from buildpilot.executor import Clock, ExecuteOptions, Reused, execute, pin, utcnow
 from buildpilot.fingerprint import FileIndex, Fingerprint
 from buildpilot.fingerprint_inputs import context_dirs
 from buildpilot.fingerprint_inputs import fingerprints as fingerprint_all
 from buildpilot.git import GitInfo, changed_files, file_at, git_info
-from buildpilot.plan import (
-    BuildOptions,
-    BuildRequest,
-    Output,
-    Plan,
-    dependency_graph,
-    dry_run_refs,
-    make_plan,
-)
+from buildpilot.plan import Plan, dependency_graph, dry_run_refs, make_plan
+from buildpilot.request import DEFAULT_JOBS, BuildOptions, BuildRequest, Output, run_options
 from buildpilot.results import ImageResult, RunResult
 from buildpilot.runlog import new_run_id
 from buildpilot.runs import save_run
 from buildpilot.selection import Action, Decision, Forecast, decide
 from buildpilot.sizing import check_sizes
 from buildpilot.status import Status
-
-FALLBACK_BRANCH = "main"
 
 
 @dataclass(frozen=True)
@@ -75,17 +66,14 @@ def resolve(project: Project, settings: BuildSettings, env: Mapping[str, str]) -
     git = git_info(project.root)
     policy = project.config.cache.write if settings.write_cache else "never"
     ci = detect(env, git, write_cache=policy)
-    options = BuildOptions(
+    options = run_options(
+        git,
+        ci,
         output=settings.output,
-        branch=settings.branch or ci.branch or git.branch or FALLBACK_BRANCH,
-        default_branch=settings.default_branch
-        or project.config.default_branch
-        or ci.default_branch
-        or git.default_branch
-        or FALLBACK_BRANCH,
-        target_branch=settings.target_branch or ci.target_branch,
-        git_sha=ci.sha or git.sha,
-        write_cache=ci.may_write_cache,
+        config_default_branch=project.config.default_branch,
+        branch=settings.branch,
+        default_branch=settings.default_branch,
+        target_branch=settings.target_branch,
         no_cache=settings.no_cache,
         builder=settings.builder,
     )

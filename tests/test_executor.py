@@ -13,7 +13,8 @@ from typing import Any
 from buildpilot.backend import BuildOutcome, StatusCallback
 from buildpilot.console import Terminal
 from buildpilot.executor import ExecuteOptions, execute
-from buildpilot.plan import BuildRequest, Plan
+from buildpilot.plan import Plan
+from buildpilot.request import BuildRequest
 from buildpilot.status import Status
 from tests.quiet_backend import QuietBackend
 

@@ -12,7 +12,8 @@ from buildpilot.errors import ConfigError
 from buildpilot.fingerprint import FileIndex
 from buildpilot.fingerprint_inputs import fingerprints
 from buildpilot.mirrors import mirror_inputs
-from buildpilot.plan import BuildOptions, make_plan
+from buildpilot.plan import make_plan
+from buildpilot.request import BuildOptions
 from tests.conftest import write_tree
 
 MIRRORS = {

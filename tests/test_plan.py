@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import shlex
 from pathlib import Path
 
@@ -7,7 +8,9 @@ import pytest
 
 from buildpilot.config import load_config
 from buildpilot.errors import ConfigError, UnknownImageError
-from buildpilot.plan import BuildOptions, make_plan
+from buildpilot.fingerprint import Fingerprint
+from buildpilot.plan import make_plan
+from buildpilot.request import BuildOptions, request_data, request_from_data
 from buildpilot.workflow import dry_run_lines, prepare
 from tests.conftest import write_tree
 
@@ -94,6 +97,21 @@ def test_exact_buildx_command_of_a_dependent(tmp_path: Path) -> None:
         "--load",
         str(tmp_path),
     ]
+
+
+@pytest.mark.parametrize("output", ["load", "push"])
+def test_a_request_kept_as_data_gives_the_same_command(tmp_path: Path, output: str) -> None:
+    """The warm path starts a build from the reuse snapshot's copy of each request: the
+    command must be the very one the full path runs, with this run's tags and fingerprint."""
+    options = BuildOptions(output=output, branch="feat/x", git_sha=SHA)  # type: ignore[arg-type]
+    plan = make_plan(project(tmp_path), [], options)
+    fingerprint = Fingerprint(value="f" * 64)
+    refs = {"base": "localhost:5000/speech/base@sha256:abc"}
+    for request in plan.requests.values():
+        data = request_data(request.with_fingerprint(Fingerprint(value="0" * 64)))
+        assert data is not None
+        again = request_from_data(json.loads(json.dumps(data)), request.tags, fingerprint)
+        assert again.argv(refs) == request.with_fingerprint(fingerprint).argv(refs)
 
 
 def test_push_no_cache_and_disabled_cache(tmp_path: Path) -> None:

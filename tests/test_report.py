@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from rich.console import Console, RenderableType
 
-from buildpilot.report import image_detail, run_json, run_report, summary_table
+from buildpilot.report import image_detail, plain_summary, run_json, run_report, summary_table
 from buildpilot.results import (
     ImageResult,
     PhaseTiming,
@@ -220,6 +220,28 @@ def test_summary_rows() -> None:
     assert cells(text, "docs") == ["docs", "skipped", "-", "-", "-", "-"]
 
 
+def long_step_image() -> ImageResult:
+    """An image whose slowest step is too long for its summary cell."""
+    long_run = "RUN " + " && ".join(f"apt-get install -y package{n}" for n in range(20))
+    return ImageResult(
+        name="big",
+        status=Status.SUCCESS,
+        duration=90.0,
+        timeline=Timeline(steps=[step(1, long_run, 80.0)]),
+    )
+
+
+@pytest.mark.parametrize("width", [120, 200])
+def test_the_summary_reads_the_same_in_a_pipe_without_rich(width: int) -> None:
+    """A pipe or a CI log gets the summary laid out without rich: the very same text."""
+    for run in (make_run(), make_run().model_copy(update={"images": [long_step_image()]})):
+        console = Console(width=width, no_color=True, record=True, file=io.StringIO())
+        console.print(summary_table(run))
+        text = plain_summary(run, width)
+        assert text is not None
+        assert text == console.export_text()
+
+
 def test_summary_row_order_follows_the_run() -> None:
     text = render(summary_table(make_run()))
     positions = [text.index(f"│ {name} ") for name in ("api", "worker", "web", "docs")]
@@ -227,14 +249,7 @@ def test_summary_row_order_follows_the_run() -> None:
 
 
 def test_summary_truncates_a_long_slowest_step_on_one_line() -> None:
-    long_run = "RUN " + " && ".join(f"apt-get install -y package{n}" for n in range(20))
-    image = ImageResult(
-        name="big",
-        status=Status.SUCCESS,
-        duration=90.0,
-        timeline=Timeline(steps=[step(1, long_run, 80.0)]),
-    )
-    run = make_run().model_copy(update={"images": [image]})
+    run = make_run().model_copy(update={"images": [long_step_image()]})
     text = render(summary_table(run))
     row = cells(text, "big")
     assert row[4].startswith("RUN apt-get install -y package0")

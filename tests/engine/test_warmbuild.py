@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from buildpilot import entry, handoff, plancache, warmbuild
+from buildpilot import entry, handoff, plancache, prebuild, warmbuild
 from buildpilot.engineapi import Engine
 from buildpilot.results import RunResult
 from buildpilot.runs import load_run
@@ -42,6 +42,19 @@ def warm(repo: Repo, monkeypatch: pytest.MonkeyPatch, *args: str) -> str | None:
     monkeypatch.setattr(sys, "stdout", io.StringIO())
     env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_ACTIONS", "GITLAB_CI")}
     return warmbuild.run([*args[1:], "--config", str(repo.root / "buildpilot.yaml")], env)
+
+
+def through_the_entry(repo: Repo, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...]) -> None:
+    """`buildpilot ARGS` in this process through the console entry: the warm path, then
+    the full CLI in the same process; it must succeed."""
+    monkeypatch.setattr(handoff._Answers, "armed", False)  # as it was, after this test
+    monkeypatch.setattr(handoff._Answers, "left", {})
+    monkeypatch.setattr(
+        sys, "argv", ["buildpilot", *args, "-c", str(repo.root / "buildpilot.yaml")]
+    )
+    with pytest.raises(SystemExit) as exit_:
+        entry.main()
+    assert exit_.value.code == 0
 
 
 def comparable(run: RunResult) -> list[dict[str, object]]:
@@ -135,14 +148,7 @@ def test_a_declined_run_hands_what_it_asked_to_the_full_cli(
         return inspect(engine, ref)
 
     monkeypatch.setattr(Engine, "inspect", counting)
-    monkeypatch.setattr(handoff._Answers, "armed", False)  # as it was, after this test
-    monkeypatch.setattr(handoff._Answers, "left", {})
-    monkeypatch.setattr(
-        sys, "argv", ["buildpilot", *LOCAL, "-c", str(repo.root / "buildpilot.yaml")]
-    )
-    with pytest.raises(SystemExit) as exit_:
-        entry.main()  # the console entry: the warm path, then the full CLI
-    assert exit_.value.code == 0
+    through_the_entry(repo, monkeypatch, LOCAL)
     run = images(repo.last_run().images)
     assert {n: i.status for n, i in run.items()} == {
         "base": Status.SKIPPED,
@@ -152,6 +158,41 @@ def test_a_declined_run_hands_what_it_asked_to_the_full_cli(
     }
     for name in ("base", "stt", "gateway"):  # the warm path asked; the full one did not
         assert asked.count(fp_tags[name]) == 1, (name, asked)
+
+
+@pytest.mark.parametrize("args", [ARGS, LOCAL], ids=["push", "load"])
+def test_a_missing_image_starts_building_before_the_full_cli_loads(
+    repo: Repo,
+    namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
+    args: tuple[str, ...],
+) -> None:
+    """The warm path starts the build of a missing image whose bases exist; the full CLI's
+    backend takes that very build over instead of starting another."""
+    service_repo(repo, namespace, sleep=0)
+    assert repo.buildpilot(*args)[0] == 0  # leaves the reuse snapshot, with each request
+    repo.write({"svc/tts.txt": "tts, changed\n"})
+    started: list[list[str]] = []
+    taken: list[list[str]] = []
+    start, take = prebuild.start, prebuild.take
+
+    def starting(command: list[str]) -> bool:
+        started.append(list(command))
+        return start(command)
+
+    def taking(command: list[str]) -> prebuild.Started | None:
+        found = take(command)
+        taken.extend([list(command)] if found else [])
+        return found
+
+    monkeypatch.setattr(prebuild, "start", starting)
+    monkeypatch.setattr(prebuild, "take", taking)
+    through_the_entry(repo, monkeypatch, args)
+    run = images(repo.last_run().images)
+    assert [c[c.index("--label") + 1] for c in started] == ["dev.buildpilot.image=tts"]
+    assert taken == started  # taken over, exactly as started
+    assert started[0][-len(run["tts"].command) + 2 :] == run["tts"].command[2:]  # the same build
+    assert {n for n, i in run.items() if i.status is Status.SUCCESS} == {"tts"}
 
 
 def test_anything_to_build_or_to_doubt_goes_to_the_full_cli(

@@ -14,7 +14,8 @@ from buildpilot import executor
 from buildpilot.backend import BuildOutcome, StatusCallback
 from buildpilot.console import Terminal
 from buildpilot.executor import ExecuteOptions, execute
-from buildpilot.plan import BuildRequest, Output, Plan
+from buildpilot.plan import Plan
+from buildpilot.request import BuildRequest, Output
 from buildpilot.results import ImageResult
 from buildpilot.status import Status
 from tests.quiet_backend import QuietBackend

@@ -1,0 +1,93 @@
+"""Builds started by the warm path before the full CLI loaded, each handed once to the backend.
+
+A warm `build` (`warmbuild`) that finds an image missing declines, and the full CLI takes
+about 0.3 s to load before it starts that image's build. Where the warm path can make the
+very request the full path will make (`request.request_from_data`), it starts the build at
+once (`start`). The backend's build of exactly that command takes the running process
+(`take`) instead of starting another; BuildKit's progress waits in the pipe meanwhile.
+A started build that the full path asks for with any other command is ended before the
+full path's own build of that image starts, so two builds never race to write one image's
+tags; one nobody takes is ended at exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import itertools
+import os
+import signal
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from buildpilot.request import LABEL_IMAGE
+
+
+@dataclass(frozen=True)
+class Started:
+    """A running build: its process (stdout and stderr piped) and its metadata file."""
+
+    process: subprocess.Popen[bytes]
+    metadata_file: Path
+    since: datetime  # when it started
+    folder: tempfile.TemporaryDirectory[str]  # holds the metadata file
+
+
+_started: dict[tuple[str, ...], Started] = {}
+
+
+def start(command: Sequence[str]) -> bool:
+    """Start `command` (a buildx build without `--metadata-file`) for `take`; False when it
+    cannot start (the full path then runs it, and reports why)."""
+    folder = tempfile.TemporaryDirectory(prefix="buildpilot-")
+    metadata_file = Path(folder.name) / "metadata.json"
+    try:
+        process = subprocess.Popen(
+            [*command, "--metadata-file", str(metadata_file)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # as DockerBackend starts builds: Ctrl-C reaches buildpilot
+        )
+    except OSError:
+        folder.cleanup()
+        return False
+    if not _started:
+        atexit.register(discard)
+    _started[tuple(command)] = Started(process, metadata_file, datetime.now(UTC), folder)
+    return True
+
+
+def take(command: Sequence[str]) -> Started | None:
+    """The started build of exactly `command`, once. Without one, any started build of the
+    same image (another command) is ended first: the caller builds that image itself."""
+    found = _started.pop(tuple(command), None)
+    if found is None:
+        image = _image(command)
+        for key in [key for key in _started if _image(key) == image]:
+            end(_started.pop(key))
+    return found
+
+
+def end(started: Started) -> None:
+    """End a started build: its whole process group, at once; then its files."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(started.process.pid, signal.SIGKILL)
+    started.process.communicate()
+    started.folder.cleanup()
+
+
+def discard() -> None:
+    """End every build nobody took."""
+    while _started:
+        end(_started.popitem()[1])
+
+
+def _image(command: Sequence[str]) -> str | None:
+    """The image a build command is of, from its `dev.buildpilot.image` label."""
+    labels = (v for flag, v in itertools.pairwise(command) if flag == "--label")
+    return next((v.split("=", 1)[1] for v in labels if v.startswith(f"{LABEL_IMAGE}=")), None)

@@ -5,7 +5,8 @@ repository, tag templates and the checks its secrets and SSH mounts need before 
 dependency graph and the bases (images others are built on); what the cache policy reads of
 the config; the run's options and each planned image's build request without its tags and
 fingerprint (`request.request_data`), from which the warm path starts the build of a
-missing image (`prebuild`). Saved with `plancache` (kind
+missing image (`prebuild`), and each planned image's fingerprint, whose changes it looks up
+first. Saved with `plancache` (kind
 REUSE), watching the config, every Dockerfile, every context directory and secret file (and
 what `plancache` watches for every snapshot). `warmbuild.py` reuses images from it.
 """
@@ -69,5 +70,6 @@ def snapshot(
         "images": images,
         "options": options_data(options),
         "requests": {name: request_data(r) for name, r in plan.requests.items()},
+        "fingerprints": {name: r.fingerprint for name, r in plan.requests.items()},
     }
     return body, list(watched.items())

@@ -261,17 +261,18 @@ def _reuse_local(
             engine.tag(digests[base], ref)
 
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        asked = {pool.submit(engine.inspect, tags[name][-1]): name for name in order}
         answers: dict[str, dict[str, Any] | None] = {}
-        for future in as_completed(asked):  # a missing image starts as soon as it can
-            name = asked[future]
-            answers[name] = image = future.result()
-            if image is not None and (digest := image_id(image)) is not None:
-                found[name], digests[name] = image, digest
-            else:
-                missing.add(name)
-            if missing:
-                early.start(digests, missing, pin)
+        for batch in early.batches():  # a missing image starts as soon as it can
+            asked = {pool.submit(engine.inspect, tags[name][-1]): name for name in batch}
+            for future in as_completed(asked):
+                name = asked[future]
+                answers[name] = image = future.result()
+                if image is not None and (digest := image_id(image)) is not None:
+                    found[name], digests[name] = image, digest
+                else:
+                    missing.add(name)
+                if missing:
+                    early.start(digests, missing, pin)
         handoff.leave(handoff.ENGINE, {tags[name][-1]: answers[name] for name in order})
         if missing:
             raise _DeclineError
@@ -298,6 +299,16 @@ class _Early:
     prints: dict[str, Fingerprint]
     jobs: int
     started: set[str] = field(default_factory=set)
+
+    def batches(self) -> list[list[str]]:
+        """The images to look up, in two batches: the images whose fingerprint is not the
+        one the snapshot's run had (likely missing) with their bases, then the rest, so
+        that a missing image starts before the others are answered."""
+        last: dict[str, str | None] = self.snapshot.get("fingerprints") or {}
+        deps: dict[str, list[str]] = self.snapshot["deps"]
+        changed = [n for n in self.order if n in last and last[n] != self.prints[n].value]
+        first = {n for name in changed for n in [name, *deps[name]]}
+        return [[n for n in self.order if n in first], [n for n in self.order if n not in first]]
 
     def start(
         self,

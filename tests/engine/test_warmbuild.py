@@ -195,6 +195,31 @@ def test_a_missing_image_starts_building_before_the_full_cli_loads(
     assert {n for n, i in run.items() if i.status is Status.SUCCESS} == {"tts"}
 
 
+def test_the_changed_image_and_its_base_are_looked_up_first(
+    repo: Repo, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Locally the warm path asks the engine first about the images whose fingerprint
+    changed since the snapshot's run, and their bases: their build starts before the
+    other images are answered."""
+    service_repo(repo, namespace, sleep=0)
+    assert repo.buildpilot(*LOCAL)[0] == 0
+    before = {i.name: i.fingerprint for i in repo.last_run().images}
+    repo.write({"svc/tts.txt": "tts, changed again\n"})
+    asked: list[str] = []
+    inspect = Engine.inspect
+
+    def counting(engine: Engine, ref: str) -> dict[str, object] | None:
+        asked.append(ref)
+        return inspect(engine, ref)
+
+    monkeypatch.setattr(Engine, "inspect", counting)
+    through_the_entry(repo, monkeypatch, LOCAL)
+    after = {i.name: i.fingerprint for i in repo.last_run().images}
+    assert [n for n in after if after[n] != before[n]] == ["tts"]
+    first = {f"{namespace}/base:fp-{after['base'][:32]}", f"{namespace}/tts:fp-{after['tts'][:32]}"}
+    assert set(asked[:2]) == first, asked
+
+
 def test_anything_to_build_or_to_doubt_goes_to_the_full_cli(
     repo: Repo, namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -56,8 +56,6 @@ def start(command: Sequence[str]) -> bool:
     except OSError:
         folder.cleanup()
         return False
-    if not _started:
-        atexit.register(discard)
     _started[tuple(command)] = Started(process, metadata_file, datetime.now(UTC), folder)
     return True
 
@@ -66,8 +64,7 @@ def take(command: Sequence[str]) -> Started | None:
     """The started build of exactly `command`, once. Without one, any started build of the
     same image (another command) is ended first: the caller builds that image itself."""
     found = _started.pop(tuple(command), None)
-    if found is None:
-        image = _image(command)
+    if found is None and (image := _image(command)) is not None:
         for key in [key for key in _started if _image(key) == image]:
             end(_started.pop(key))
     return found
@@ -82,9 +79,12 @@ def end(started: Started) -> None:
 
 
 def discard() -> None:
-    """End every build nobody took."""
+    """End every build nobody took (at exit, too)."""
     while _started:
         end(_started.popitem()[1])
+
+
+atexit.register(discard)
 
 
 def _image(command: Sequence[str]) -> str | None:

@@ -192,8 +192,9 @@ class DockerBackend:
         """Run one buildx build to the end, feeding each rawjson status to `on_status`."""
         command = [*self._buildx, *argv[1:]]  # argv: buildx …
         early = prebuild.take(command)  # the warm path's start of this very build
-        with tempfile.TemporaryDirectory(prefix="buildpilot-") as tmp:
-            metadata_file = early.metadata_file if early else Path(tmp) / "metadata.json"
+        folder = early.folder if early else tempfile.TemporaryDirectory(prefix="buildpilot-")
+        with folder:
+            metadata_file = Path(folder.name) / prebuild.METADATA
             process = self._start([*command, "--metadata-file", str(metadata_file)], early)
             if process is None:
                 return BuildOutcome(returncode=130, interrupted=True)
@@ -214,8 +215,6 @@ class DockerBackend:
                 with self._lock:
                     self._running.discard(process)
             metadata = _read_json(metadata_file) if returncode == 0 else {}
-            if early is not None:
-                early.folder.cleanup()
             return BuildOutcome(
                 returncode=returncode,
                 metadata=metadata,
@@ -380,17 +379,7 @@ class DockerBackend:
                 if early is not None:
                     prebuild.end(early)
                 return None
-            process = (
-                early.process
-                if early
-                else subprocess.Popen(
-                    command,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    start_new_session=True,  # a terminal's Ctrl-C reaches buildpilot, which ends it
-                )
-            )
+            process = early.process if early else prebuild.spawn(command)
             self._running.add(process)
             return process
 

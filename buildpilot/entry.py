@@ -26,11 +26,7 @@ def main() -> None:
     """`buildpilot ARGS` and `python -m buildpilot ARGS`."""
     argv = sys.argv[1:]
     if argv[:1] == ["plan"] or (argv[:1] == ["build"] and not FORCED.intersection(argv)):
-        try:
-            output = _warm(argv[0], argv[1:])
-        except KeyboardInterrupt:  # as the full CLI says it
-            sys.stderr.write("error: interrupted\n")
-            sys.exit(EXIT_INTERRUPTED)
+        output = _warm(argv[0], argv[1:])
         if output is not None:
             _write(output)
             return
@@ -49,7 +45,7 @@ def run() -> None:
         code: object = 0
     except SystemExit as exc:
         code = exc.code
-    except KeyboardInterrupt:  # while the full CLI loads: as it says it once loaded
+    except KeyboardInterrupt:  # on the warm path or while the full CLI loads: as it says it
         sys.stderr.write("error: interrupted\n")
         code = EXIT_INTERRUPTED
     atexit._run_exitfuncs()  # what a normal exit runs first: ends processes nobody took

@@ -26,15 +26,33 @@ from pathlib import Path
 
 from buildpilot.request import LABEL_IMAGE
 
+METADATA = "metadata.json"  # buildx's --metadata-file, in the build's own folder
+
 
 @dataclass(frozen=True)
 class Started:
-    """A running build: its process (stdout and stderr piped) and its metadata file."""
+    """A running build: its process (stdout and stderr piped) and its folder."""
 
     process: subprocess.Popen[bytes]
-    metadata_file: Path
     since: datetime  # when it started
-    folder: tempfile.TemporaryDirectory[str]  # holds the metadata file
+    folder: tempfile.TemporaryDirectory[str]  # holds its metadata file
+
+    @property
+    def metadata_file(self) -> Path:
+        """The file buildx writes the build's metadata to."""
+        return Path(self.folder.name) / METADATA
+
+
+def spawn(command: Sequence[str]) -> subprocess.Popen[bytes]:
+    """Start a build process as buildpilot starts every build: output piped, in a session
+    of its own (a terminal's Ctrl-C reaches buildpilot, which ends the build)."""
+    return subprocess.Popen(
+        list(command),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
 
 
 _started: dict[tuple[str, ...], Started] = {}
@@ -44,19 +62,12 @@ def start(command: Sequence[str]) -> bool:
     """Start `command` (a buildx build without `--metadata-file`) for `take`; False when it
     cannot start (the full path then runs it, and reports why)."""
     folder = tempfile.TemporaryDirectory(prefix="buildpilot-")
-    metadata_file = Path(folder.name) / "metadata.json"
     try:
-        process = subprocess.Popen(
-            [*command, "--metadata-file", str(metadata_file)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,  # as DockerBackend starts builds: Ctrl-C reaches buildpilot
-        )
+        process = spawn([*command, "--metadata-file", str(Path(folder.name) / METADATA)])
     except OSError:
         folder.cleanup()
         return False
-    _started[tuple(command)] = Started(process, metadata_file, datetime.now(UTC), folder)
+    _started[tuple(command)] = Started(process, datetime.now(UTC), folder)
     return True
 
 

@@ -60,6 +60,19 @@ def through_the_entry(repo: Repo, monkeypatch: pytest.MonkeyPatch, args: tuple[s
     assert exit_.value.code == 0
 
 
+def inspected(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The refs the engine is asked about from now on, in the order asked."""
+    asked: list[str] = []
+    inspect = Engine.inspect
+
+    def counting(engine: Engine, ref: str) -> dict[str, object] | None:
+        asked.append(ref)
+        return inspect(engine, ref)
+
+    monkeypatch.setattr(Engine, "inspect", counting)
+    return asked
+
+
 def comparable(run: RunResult) -> list[dict[str, object]]:
     return [i.model_dump(exclude={"started", "completed"}) for i in run.images]
 
@@ -143,14 +156,7 @@ def test_a_declined_run_hands_what_it_asked_to_the_full_cli(
     assert repo.buildpilot(*LOCAL)[0] == 0
     fp_tags = {i.name: next(t for t in i.tags if ":fp-" in t) for i in repo.last_run().images}
     repo.write({"svc/tts.txt": "tts, changed\n"})  # tts must be built: the warm path declines
-    asked: list[str] = []
-    inspect = Engine.inspect
-
-    def counting(engine: Engine, ref: str) -> dict[str, object] | None:
-        asked.append(ref)
-        return inspect(engine, ref)
-
-    monkeypatch.setattr(Engine, "inspect", counting)
+    asked = inspected(monkeypatch)
     through_the_entry(repo, monkeypatch, LOCAL)
     run = images(repo.last_run().images)
     assert {n: i.status for n, i in run.items()} == {
@@ -208,14 +214,7 @@ def test_the_changed_image_and_its_base_are_looked_up_first(
     assert repo.buildpilot(*LOCAL)[0] == 0
     before = {i.name: i.fingerprint for i in repo.last_run().images}
     repo.write({"svc/tts.txt": "tts, changed again\n"})
-    asked: list[str] = []
-    inspect = Engine.inspect
-
-    def counting(engine: Engine, ref: str) -> dict[str, object] | None:
-        asked.append(ref)
-        return inspect(engine, ref)
-
-    monkeypatch.setattr(Engine, "inspect", counting)
+    asked = inspected(monkeypatch)
     through_the_entry(repo, monkeypatch, LOCAL)
     after = {i.name: i.fingerprint for i in repo.last_run().images}
     assert [n for n in after if after[n] != before[n]] == ["tts"]

@@ -15,6 +15,7 @@ processes it drives).
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import platform
@@ -29,6 +30,7 @@ from typing import Any
 
 from bakefile import write_bake_file
 
+import buildpilot
 from buildpilot.config import load_config
 from buildpilot.plan import make_plan
 from buildpilot.workflow import BuildSettings, resolve
@@ -74,6 +76,15 @@ def machine() -> dict[str, object]:
     }
 
 
+def byte_compile() -> None:
+    """Write the bytecode of buildpilot's modules beside them, as installing a package does
+    (pip compiles every module). Where Python may not write bytecode itself (an editable
+    install under PYTHONDONTWRITEBYTECODE), each timed command would otherwise compile every
+    module it loads from source first: about 0.1 s of CPU on every run, which no installed
+    copy pays."""
+    compileall.compile_dir(Path(buildpilot.__file__).parent, quiet=1)
+
+
 def summary(values: list[float]) -> dict[str, float]:
     """Median and range of a sample."""
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
@@ -85,6 +96,7 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=Path("buildpilot.yaml"))
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
+    byte_compile()
 
     project = load_config(args.config.resolve())
     options = resolve(project, BuildSettings(), os.environ).options

@@ -35,10 +35,11 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench_build import machine, summary
+from bench_build import byte_compile, machine, summary
 from generate import REGISTRY_HOST, SIZE_NAMES, SIZES, bump, git, make, manifest
 from peers import MARKER, plain_commands, write_peers
 
@@ -88,7 +89,15 @@ def buildpilot_cmd() -> list[str]:
 
 
 class ToolError(Exception):
-    """A measured command failed: the run stops and writes what it has."""
+    """A measured command failed (a second time: `Bench.retried`): the run stops and writes
+    what it has."""
+
+
+def last_error(output: str) -> str:
+    """The error line of a failed command's output (buildx ends with `ERROR: …`)."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith(("ERROR", "error"))]
+    return ((errors or lines or ["no output"])[-1])[:300]
 
 
 def run(command: Sequence[str], *, cwd: Path, keep: Path | None = None) -> tuple[float, str, str]:
@@ -225,10 +234,24 @@ class Bench:
     jobs: int | None = None
     commands: dict[str, str] = field(default_factory=dict)
     warm: dict[str, str] = field(default_factory=dict)  # tool -> a namespace it filled
+    retries: list[str] = field(default_factory=list)  # runs that failed once, and why
 
     def namespace(self, tool: str, slot: str) -> str:
         """The registry of `tool` in `slot`: its images and caches, apart from the others."""
         return f"{self.root}/{tool}-{slot}"
+
+    def retried(self, label: str, once: Callable[[str], Measure]) -> Measure:
+        """`once("")`; if its command fails, `once("-retry")` (which sets its state up
+        again), noted in the results. BuildKit itself now and then fails a build ("failed
+        to get edge: inconsistent graph state", "parent snapshot … does not exist"); one
+        such failure should not cost the whole run. A second failure stops it."""
+        try:
+            return once("")
+        except ToolError as exc:
+            why = last_error(str(exc))
+            log(f"  {label} failed ({why}): once more")
+            self.retries.append(f"{label}: {why}")
+            return once("-retry")
 
     def warm_namespace(self, tool: str) -> str:
         """The namespace the warm scenarios use: the last cold round's, else a new one."""
@@ -320,14 +343,18 @@ def cold(bench: Bench, rounds: int) -> Rounds:
     result: Rounds = {tool: [] for tool in TOOLS}
     for round_ in range(rounds):
         for tool in rotated(TOOLS, round_):
-            drop_engine_cache()
-            namespace = bench.namespace(tool, f"cold{round_}")
-            m = bench.measure(tool, namespace, "push", f"cold-r{round_ + 1}-{tool}")
+            label = f"cold-r{round_ + 1}-{tool}"
+            m = bench.retried(label, partial(_cold_once, bench, tool, f"cold{round_}", label))
             log(f"  cold round {round_ + 1}: {tool} {m.wall:.1f} s")
             result[tool].append(m)
-    # The last round left each tool's namespace warm at HEAD: the CI scenarios start there.
-    bench.warm = {tool: bench.namespace(tool, f"cold{rounds - 1}") for tool in TOOLS}
     return result
+
+
+def _cold_once(bench: Bench, tool: str, slot: str, label: str, attempt: str) -> Measure:
+    drop_engine_cache()
+    namespace = bench.namespace(tool, slot + attempt)
+    bench.warm[tool] = namespace  # the last round's: the CI scenarios start there, warm
+    return bench.measure(tool, namespace, "push", label + attempt)
 
 
 def warm_up(bench: Bench, output: Output) -> None:
@@ -335,6 +362,28 @@ def warm_up(bench: Bench, output: Output) -> None:
     for tool in TOOLS:
         m = bench.measure(tool, bench.warm_namespace(tool), output, f"warm-up-{output}-{tool}")
         log(f"  warm-up ({output}): {tool} {m.wall:.1f} s")
+
+
+@dataclass(frozen=True)
+class WarmRun:
+    """How each run of a warm scenario is set up and timed."""
+
+    name: str  # the scenario
+    output: Output
+    change: str | None  # commit this change (a revision of each run's own)
+    before: Callable[[], None]  # then this
+    one: str | None  # the image plain-one builds
+
+    def measure(self, bench: Bench, tool: str, round_: int, label: str, attempt: str) -> Measure:
+        """Set the run up, then time `tool` in its warm namespace."""
+        if self.change:
+            bump(bench.repo, self.change, f"{tool}-{self.name}-{round_}{attempt}")
+        self.before()
+        if tool == "plain-one":
+            assert self.one is not None  # noqa: S101 - tools has plain-one only then
+            plain = bench.warm_namespace("plain")
+            return bench.measure_one(self.one, plain, self.output, label + attempt)
+        return bench.measure(tool, bench.warm_namespace(tool), self.output, label + attempt)
 
 
 def repeated(
@@ -349,19 +398,13 @@ def repeated(
 ) -> Rounds:
     """Each round, each tool: commit `change` (a revision of its own, so no tool reuses
     another's work), then `before`, then time the tool in its warm namespace."""
+    setup = WarmRun(name, output, change, before, one)
     tools = [*TOOLS, *(["plain-one"] if one else [])]
     result: Rounds = {tool: [] for tool in tools}
     for round_ in range(rounds):
         for tool in rotated(tools, round_):
-            if change:
-                bump(bench.repo, change, f"{tool}-{name}-{round_}")
-            before()
             label = f"{name}-r{round_ + 1}-{tool}"
-            if tool == "plain-one":
-                assert one is not None  # noqa: S101 - tools has plain-one only then
-                m = bench.measure_one(one, bench.warm_namespace("plain"), output, label)
-            else:
-                m = bench.measure(tool, bench.warm_namespace(tool), output, label)
+            m = bench.retried(label, partial(setup.measure, bench, tool, round_, label))
             log(f"  {name} round {round_ + 1}: {tool} {m.wall:.1f} s ({m.built} built)")
             result[tool].append(m)
     return result
@@ -478,6 +521,9 @@ def render(result: dict[str, Any]) -> str:
     if result.get("interrupted"):
         why = "a command failed (see latest.json)" if result.get("failure") else "interrupted"
         lines += [f"**Stopped early** ({why}): only the scenarios that finished are shown.", ""]
+    if result.get("retries"):
+        lines += ["Failed once and run again:", ""]
+        lines += [f"- {retry}" for retry in result["retries"]] + [""]
     for scenario in result["scenarios"]:
         lines += [f"## {scenario['id']}: {scenario['title']}", ""]
         if scenario["id"] == "plan":
@@ -545,13 +591,16 @@ def preflight(registry_host: str) -> None:
         sys.exit(f"no registry answers on http://{registry_host}/v2/ (bash ci/engine-up.sh)")
 
 
-def build_scenarios(args: argparse.Namespace, names: list[str], data: dict[str, Any]) -> int:
-    """Run the build scenarios of `names` into `data` as each finishes; return the image count."""
+def build_scenarios(
+    args: argparse.Namespace, names: list[str], data: dict[str, Any], retries: list[str]
+) -> int:
+    """Run the build scenarios of `names` into `data` as each finishes, noting in `retries`
+    the runs that failed once; return the image count."""
     preflight(args.registry)
     repo = args.workdir / f"repo-{args.size}"
     log(f"generating size {args.size} at {repo}; registry namespaces under {args.root}/")
     make(args.size, repo, sleep=args.sleep, mb=args.mb)
-    bench = Bench(repo=repo, root=args.root, work=args.workdir, jobs=args.jobs)
+    bench = Bench(repo=repo, root=args.root, work=args.workdir, jobs=args.jobs, retries=retries)
     service = manifest(repo)["service_change"]["image"]
     try:
         if "cold" in names:
@@ -666,12 +715,14 @@ def main() -> None:
     args.workdir.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(args.workdir / "logs", ignore_errors=True)
     signal.signal(signal.SIGTERM, _terminate)
+    byte_compile()
     data: dict[str, Any] = {}
     images, interrupted, failure = 0, False, None
+    retries: list[str] = []
     builds = [n for n in names if n != "plan"]
     try:
         if builds:
-            images = build_scenarios(args, names, data)
+            images = build_scenarios(args, names, data, retries)
         if "plan" in names:
             data["plan"] = plan_scenario(args)
     except KeyboardInterrupt:
@@ -695,6 +746,7 @@ def main() -> None:
         "registry_root": args.root,
         "interrupted": interrupted,
         "failure": failure,
+        "retries": retries,
         "duration_seconds": round(time.perf_counter() - started, 1),
         "scenarios": [data[name] for name in SCENARIOS if name in data],
     }

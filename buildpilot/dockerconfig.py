@@ -14,8 +14,10 @@ from typing import Any
 
 
 def config_dir(env: Mapping[str, str]) -> Path:
-    """The docker CLI's config directory."""
-    return Path(env.get("DOCKER_CONFIG") or Path.home() / ".docker")
+    """The docker CLI's config directory, under the `HOME` of `env` as the CLI run with
+    `env` would find it."""
+    home = Path(env["HOME"]) if env.get("HOME") else Path.home()
+    return Path(env.get("DOCKER_CONFIG") or home / ".docker")
 
 
 def config_file(env: Mapping[str, str]) -> dict[str, Any] | None:

@@ -44,6 +44,15 @@ def test_the_plugin_is_looked_up_in_the_clis_order(tmp_path: Path, env: dict[str
     assert buildx_plugin.command(["docker"], env) == [str(own)]
 
 
+def test_without_docker_config_the_plugins_of_that_environments_home_come_first(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    program(tmp_path / "system" / "0" / "docker-buildx")
+    own = program(tmp_path / "home" / ".docker" / "cli-plugins" / "docker-buildx")
+    env = {"PATH": env["PATH"], "HOME": str(tmp_path / "home")}  # not this process's HOME
+    assert buildx_plugin.command(["docker"], env) == [str(own)]
+
+
 def test_anything_but_the_plain_docker_program_goes_through_the_cli(
     tmp_path: Path, env: dict[str, str]
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import signal
 import threading
+import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -16,12 +17,14 @@ from typing import Any
 from buildpilot import cachemounts
 from buildpilot.backend import Backend, BuildOutcome
 from buildpilot.console import Terminal
+from buildpilot.errors import BuildpilotError
 from buildpilot.plan import Plan
 from buildpilot.progress import ProgressTracker
 from buildpilot.redact import Redactor, secret_values
 from buildpilot.request import DEFAULT_JOBS, BuildRequest, pinned_ref
-from buildpilot.results import ImageResult, StepTiming, Timeline
+from buildpilot.results import ImageResult, PhaseTiming, StepTiming, Timeline
 from buildpilot.status import Status
+from buildpilot.tags import image_name
 
 Clock = Callable[[], datetime]
 # A push that failed on a transient registry error (5xx, a timeout, a reset connection), or
@@ -308,17 +311,14 @@ def _build(
             break
         tracker = ProgressTracker()
         outcome = backend.build(argv, on_status=on_status)
-    if request.persist_dir is not None and outcome.returncode == 0:
-        phase, problems = cachemounts.export(
-            request.persist_mounts, request.persist_dir, base_refs, backend, builder=request.builder
-        )
-        phases += [phase] if phase else []
-        warnings += problems
+    after, problems, tag_error = _after_build(request, outcome, base_refs, tools)
+    phases += after
+    warnings += problems
     completed = clock()
     timeline = tracker.timeline()
     if phases:
         timeline = timeline.model_copy(update={"phases": [*timeline.phases, *phases]})
-    status, reason = _status(outcome, timeline)
+    status, reason = _status(outcome, timeline, tag_error)
     if (
         status is Status.SUCCESS
     ):  # errors BuildKit tolerated (a cache miss on import) are no failure
@@ -345,6 +345,44 @@ def _build(
     return result, pinned
 
 
+def _after_build(
+    request: BuildRequest, outcome: BuildOutcome, base_refs: dict[str, str], tools: _Tools
+) -> tuple[list[PhaseTiming], list[str], str | None]:
+    """What follows a build that succeeded: its cache mounts exported, the tags a push adds.
+    Returns the phases, the warnings, and why tagging failed (which fails the image)."""
+    if outcome.returncode != 0:
+        return [], [], None
+    phases: list[PhaseTiming] = []
+    warnings: list[str] = []
+    if request.persist_dir is not None:
+        phase, warnings = cachemounts.export(
+            request.persist_mounts,
+            request.persist_dir,
+            base_refs,
+            tools.backend,
+            builder=request.builder,
+        )
+        phases += [phase] if phase else []
+    if outcome.digest and request.added_tags:
+        phases.append(_add_tags(request, outcome.digest, tools.backend))
+        return phases, warnings, phases[-1].error
+    return phases, warnings, None
+
+
+def _add_tags(request: BuildRequest, digest: str, backend: Backend) -> PhaseTiming:
+    """Put the pushed manifest under the request's `added_tags`, timed as a phase; its error
+    says which tags are missing."""
+    names = ", ".join(tag.rsplit(":", 1)[1] for tag in request.added_tags)
+    started = time.monotonic()
+    error = None
+    try:
+        backend.retag_remote(f"{image_name(request.tags[0])}@{digest}", request.added_tags)
+    except BuildpilotError as exc:
+        error = f"pushed as {request.tags[0]}, but tagging it {names} failed: {exc}"
+    duration = time.monotonic() - started
+    return PhaseTiming(kind="export", name=f"tagging {names}", duration=duration, error=error)
+
+
 def _warnings(request: BuildRequest, timeline: Timeline, problems: list[str]) -> list[str]:
     """What to tell about a build that did not fail it: cache mount problems, a failed
     cache export."""
@@ -355,11 +393,15 @@ def _warnings(request: BuildRequest, timeline: Timeline, problems: list[str]) ->
     return warnings
 
 
-def _status(outcome: BuildOutcome, timeline: Timeline) -> tuple[Status, str | None]:
+def _status(
+    outcome: BuildOutcome, timeline: Timeline, tag_error: str | None
+) -> tuple[Status, str | None]:
     if outcome.interrupted:
         return Status.INTERRUPTED, "interrupted"
     if outcome.returncode != 0:
         return Status.FAILED, _failure_reason(timeline)
+    if tag_error is not None:
+        return Status.FAILED, tag_error
     return Status.SUCCESS, None
 
 

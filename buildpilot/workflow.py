@@ -98,13 +98,15 @@ def dry_run_lines(prepared: Prepared) -> list[str]:
     for name in prepared.plan.order:
         decision = prepared.decisions[name]
         request = prepared.plan.requests[name]
-        command = shlex.join(["docker", *request.argv(refs)])
+        command = [shlex.join(["docker", *request.argv(refs)])]
+        if request.added_tags:
+            command.append(f"# then tagged in the registry: {shlex.join(request.added_tags)}")
         if decision.action is Action.SKIP:
             lines.append(f"# skip {name}: {decision.reason}")
         elif decision.action is Action.REUSE:
-            lines += [f"# reuse {request.fingerprint_tag} if it exists, else:", command]
+            lines += [f"# reuse {request.fingerprint_tag} if it exists, else:", *command]
         else:
-            lines.append(command)
+            lines += command
     return lines
 
 

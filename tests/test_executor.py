@@ -14,6 +14,7 @@ from buildpilot.backend import BuildOutcome, StatusCallback
 from buildpilot.console import Terminal
 from buildpilot.executor import ExecuteOptions, execute
 from buildpilot.plan import Plan
+from buildpilot.registry import RegistryError
 from buildpilot.request import BuildRequest
 from buildpilot.status import Status
 from tests.quiet_backend import QuietBackend
@@ -232,3 +233,58 @@ def test_an_export_does_not_release_an_ordering_only_dependent() -> None:
     result = execute(ordered, backend, terminal(), ExecuteOptions(jobs=4))
     assert statuses(result.images) == {"base": Status.SUCCESS, "after": Status.SUCCESS}
     assert backend.spans["after"][0] >= backend.spans["base"][1]
+
+
+class TaggingBackend(FakeBackend):
+    """Records the tags added in the registry; refuses them when `refuse` is set."""
+
+    def __init__(self, refuse: str | None = None) -> None:
+        super().__init__()
+        self.refuse = refuse
+        self.retagged: list[tuple[str, list[str]]] = []
+
+    def retag_remote(self, source: str, tags: Sequence[str]) -> None:
+        if self.refuse:
+            raise RegistryError(self.refuse, status=500)
+        self.retagged.append((source, list(tags)))
+
+
+def pushed(name: str, *tags: str) -> Plan:
+    return plan(replace(request(name), output="push", tags=tags), waves=[[name]])
+
+
+def test_a_push_pushes_one_tag_per_repository_and_puts_the_others_by_manifest() -> None:
+    backend = TaggingBackend()
+    tags = ("r/stt:latest", "r/stt:fp-0123", "mirror.io/stt:latest", "r/stt:v1")
+    result = execute(pushed("stt", *tags), backend, terminal(), ExecuteOptions())
+    (stt,) = result.images
+    assert stt.status is Status.SUCCESS
+    argv = backend.argvs["stt"][0]
+    assert [argv[i + 1] for i, a in enumerate(argv) if a == "--tag"] == [
+        "r/stt:latest",
+        "mirror.io/stt:latest",
+    ]
+    assert backend.retagged == [("r/stt@sha256:stt", ["r/stt:fp-0123", "r/stt:v1"])]
+    assert stt.tags == list(tags)
+    assert [p.name for p in stt.timeline.phases] == ["tagging fp-0123, v1"]
+
+
+def test_a_load_writes_every_tag_itself() -> None:
+    backend = TaggingBackend()
+    load = plan(replace(request("stt"), tags=("r/stt:latest", "r/stt:fp-0123")), waves=[["stt"]])
+    execute(load, backend, terminal(), ExecuteOptions())
+    assert backend.argvs["stt"][0].count("--tag") == 2
+    assert backend.retagged == []
+
+
+def test_a_tag_the_registry_refuses_fails_the_image_and_names_the_tag() -> None:
+    backend = TaggingBackend(refuse="500 Internal Server Error")
+    result = execute(
+        pushed("stt", "r/stt:latest", "r/stt:fp-0123"), backend, terminal(), ExecuteOptions()
+    )
+    (stt,) = result.images
+    assert stt.status is Status.FAILED
+    assert stt.reason == (
+        "pushed as r/stt:latest, but tagging it fp-0123 failed: 500 Internal Server Error"
+    )
+    assert stt.timeline.phases[0].error == stt.reason

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from buildpilot.registry import manifest_digest
 from buildpilot.results import ImageResult
 from buildpilot.status import Status
 from tests.engine.conftest import (
@@ -156,7 +157,12 @@ def test_push_reaches_dependents_through_registry_by_digest(repo: Repo, namespac
     for name in ("base", "stt"):  # the tag asked for, and the fingerprint tag for reuse
         tags = registry_tags(f"{namespace}/{name}")
         assert "latest" in tags
-        assert [t for t in tags if t != "latest"] == [f"fp-{run[name].fingerprint[:32]}"]
+        fingerprint_tag = f"fp-{run[name].fingerprint[:32]}"
+        assert [t for t in tags if t != "latest"] == [fingerprint_tag]
+        # buildx pushes `latest`; the fingerprint tag is the same manifest, put after it
+        assert f"{namespace}/{name}:{fingerprint_tag}" not in run[name].command
+        for tag in tags:
+            assert manifest_digest(f"{namespace}/{name}:{tag}") == run[name].digest
     pinned = f"base=docker-image://{namespace}/base@{run['base'].digest}"
     assert pinned in run["stt"].command
     # Pushing again with nothing changed keeps the dependent fully cached.

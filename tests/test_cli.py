@@ -123,6 +123,19 @@ def test_dry_run_prints_commands_bases_first(repo: Path) -> None:
     assert not (repo / ".buildpilot").exists()  # nothing built, nothing recorded
 
 
+def test_dry_run_of_a_push_says_which_tags_are_added_after_it(repo: Path) -> None:
+    code, output = run(repo, "build", "base", "--dry-run", "--push")
+    assert code == 0, output
+    lines = output.strip().splitlines()
+    index = next(i for i, line in enumerate(lines) if line.startswith("docker "))
+    command = shlex.split(lines[index])
+    assert [command[i + 1] for i, a in enumerate(command) if a == "--tag"] == [
+        "localhost:5000/demo/base:latest"
+    ]
+    added = r"# then tagged in the registry: localhost:5000/demo/base:fp-[0-9a-f]{32}"
+    assert re.fullmatch(added, lines[index + 1]) is not None
+
+
 def test_unknown_image_exits_2(repo: Path) -> None:
     code, output = run(repo, "build", "apx", "--dry-run")
     assert code == 2

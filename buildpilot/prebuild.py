@@ -45,13 +45,22 @@ class Started:
 
 def spawn(command: Sequence[str]) -> subprocess.Popen[bytes]:
     """Start a build process as buildpilot starts every build: output piped, in a session
-    of its own (a terminal's Ctrl-C reaches buildpilot, which ends the build)."""
+    of its own (a terminal's Ctrl-C reaches buildpilot, which ends the build).
+
+    buildx runs seven `git` commands before every build to describe the commit in the
+    provenance attestation (16 ms of CPU and 18 ms of wall time a build here). A build
+    without provenance (`--provenance=false`) gets `BUILDX_GIT_INFO=false` unless the
+    environment sets it: the image comes out the same, digest and all."""
+    env = None
+    if "--provenance=false" in command and "BUILDX_GIT_INFO" not in os.environ:
+        env = {**os.environ, "BUILDX_GIT_INFO": "false"}
     return subprocess.Popen(
         list(command),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
+        env=env,
     )
 
 

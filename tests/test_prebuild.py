@@ -131,3 +131,23 @@ def test_the_metadata_file_is_the_started_builds_own(tmp_path: Path) -> None:
     started.process.communicate()
     assert json.loads(started.metadata_file.read_text()) == {"containerimage.digest": DIGEST}
     started.folder.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("flags", "environment", "seen"),
+    [
+        (["--provenance=false"], {}, "false"),  # no attestation reads buildx's git lookups
+        (["--provenance=false"], {"BUILDX_GIT_INFO": "1"}, "1"),  # the user's setting stands
+        ([], {}, "unset"),  # provenance records the commit: buildx looks it up
+    ],
+)
+def test_builds_without_provenance_skip_buildx_git_lookups(
+    monkeypatch: pytest.MonkeyPatch, flags: list[str], environment: dict[str, str], seen: str
+) -> None:
+    monkeypatch.delenv("BUILDX_GIT_INFO", raising=False)
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    script = 'import os, sys; sys.stdout.write(os.environ.get("BUILDX_GIT_INFO", "unset"))'
+    process = prebuild.spawn([sys.executable, "-c", script, *flags])
+    stdout, _ = process.communicate(timeout=30)
+    assert stdout.decode() == seen

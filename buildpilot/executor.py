@@ -21,6 +21,7 @@ from buildpilot.errors import BuildpilotError
 from buildpilot.plan import Plan
 from buildpilot.progress import ProgressTracker
 from buildpilot.redact import Redactor, secret_values
+from buildpilot.registry import RegistryError
 from buildpilot.request import DEFAULT_JOBS, BuildRequest, pinned_ref
 from buildpilot.results import ImageResult, PhaseTiming, StepTiming, Timeline
 from buildpilot.status import Status
@@ -311,7 +312,7 @@ def _build(
             break
         tracker = ProgressTracker()
         outcome = backend.build(argv, on_status=on_status)
-    after, problems, tag_error = _after_build(request, outcome, base_refs, tools)
+    after, problems, tag_error = _after_build(request, outcome, base_refs, tools, retries)
     phases += after
     warnings += problems
     completed = clock()
@@ -346,10 +347,15 @@ def _build(
 
 
 def _after_build(
-    request: BuildRequest, outcome: BuildOutcome, base_refs: dict[str, str], tools: _Tools
+    request: BuildRequest,
+    outcome: BuildOutcome,
+    base_refs: dict[str, str],
+    tools: _Tools,
+    retries: list[str],
 ) -> tuple[list[PhaseTiming], list[str], str | None]:
-    """What follows a build that succeeded: its cache mounts exported, the tags a push adds.
-    Returns the phases, the warnings, and why tagging failed (which fails the image)."""
+    """What follows a build that succeeded: its cache mounts exported, the tags a push adds
+    (each retry noted in `retries`). Returns the phases, the warnings, and why tagging
+    failed (which fails the image)."""
     if outcome.returncode != 0:
         return [], [], None
     phases: list[PhaseTiming] = []
@@ -364,21 +370,38 @@ def _after_build(
         )
         phases += [phase] if phase else []
     if outcome.digest and request.added_tags:
-        phases.append(_add_tags(request, outcome.digest, tools.backend))
+        phases.append(_add_tags(request, outcome.digest, tools, retries))
         return phases, warnings, phases[-1].error
     return phases, warnings, None
 
 
-def _add_tags(request: BuildRequest, digest: str, backend: Backend) -> PhaseTiming:
+def _add_tags(request: BuildRequest, digest: str, tools: _Tools, retries: list[str]) -> PhaseTiming:
     """Put the pushed manifest under the request's `added_tags`, timed as a phase; its error
-    says which tags are missing."""
+    says which tags are missing. A transient registry error is retried as a push is."""
     names = ", ".join(tag.rsplit(":", 1)[1] for tag in request.added_tags)
     started = time.monotonic()
-    error = None
-    try:
-        backend.retag_remote(f"{image_name(request.tags[0])}@{digest}", request.added_tags)
-    except BuildpilotError as exc:
-        error = f"pushed as {request.tags[0]}, but tagging it {names} failed: {exc}"
+    error: str | None = None
+    for attempt in range(PUSH_RETRIES + 1):
+        try:
+            tools.backend.retag_remote(
+                f"{image_name(request.tags[0])}@{digest}", request.added_tags
+            )
+            error = None
+            break
+        except BuildpilotError as exc:
+            error = f"pushed as {request.tags[0]}, but tagging it {names} failed: {exc}"
+            status = exc.status if isinstance(exc, RegistryError) else None
+            transient = (status or 0) >= 500 or _TRANSIENT.search(str(exc)) is not None
+            if not transient or attempt == PUSH_RETRIES:
+                break
+            delay = PUSH_BACKOFF * 2**attempt
+            retries.append(
+                f"{request.image}: tagging failed ({exc}); retry {attempt + 1}/{PUSH_RETRIES} "
+                f"in {delay:g}s"
+            )
+            tools.terminal.warn(retries[-1])
+            if tools.stop.wait(delay):
+                break
     duration = time.monotonic() - started
     return PhaseTiming(kind="export", name=f"tagging {names}", duration=duration, error=error)
 

@@ -10,6 +10,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from buildpilot import executor
 from buildpilot.backend import BuildOutcome, StatusCallback
 from buildpilot.console import Terminal
 from buildpilot.executor import ExecuteOptions, execute
@@ -236,16 +239,19 @@ def test_an_export_does_not_release_an_ordering_only_dependent() -> None:
 
 
 class TaggingBackend(FakeBackend):
-    """Records the tags added in the registry; refuses them when `refuse` is set."""
+    """Records the tags added in the registry; the first `refusals` attempts get `refuse`
+    with HTTP `status`."""
 
-    def __init__(self, refuse: str | None = None) -> None:
+    def __init__(self, refuse: str = "", *, status: int = 503, refusals: int = 100) -> None:
         super().__init__()
-        self.refuse = refuse
+        self.refuse, self.status, self.refusals = refuse, status, refusals
+        self.attempts = 0
         self.retagged: list[tuple[str, list[str]]] = []
 
     def retag_remote(self, source: str, tags: Sequence[str]) -> None:
-        if self.refuse:
-            raise RegistryError(self.refuse, status=500)
+        self.attempts += 1
+        if self.refuse and self.attempts <= self.refusals:
+            raise RegistryError(self.refuse, status=self.status)
         self.retagged.append((source, list(tags)))
 
 
@@ -278,13 +284,33 @@ def test_a_load_writes_every_tag_itself() -> None:
 
 
 def test_a_tag_the_registry_refuses_fails_the_image_and_names_the_tag() -> None:
-    backend = TaggingBackend(refuse="500 Internal Server Error")
+    backend = TaggingBackend("HTTP 403 denied", status=403)
     result = execute(
         pushed("stt", "r/stt:latest", "r/stt:fp-0123"), backend, terminal(), ExecuteOptions()
     )
     (stt,) = result.images
     assert stt.status is Status.FAILED
-    assert stt.reason == (
-        "pushed as r/stt:latest, but tagging it fp-0123 failed: 500 Internal Server Error"
-    )
+    assert stt.reason == "pushed as r/stt:latest, but tagging it fp-0123 failed: HTTP 403 denied"
     assert stt.timeline.phases[0].error == stt.reason
+    assert backend.attempts == 1  # what would fail again is not tried again
+
+
+def test_a_tag_refused_for_a_while_is_retried_as_a_push_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(executor, "PUSH_BACKOFF", 0.001)
+    backend = TaggingBackend("HTTP 503 busy", refusals=2)
+    result = execute(
+        pushed("stt", "r/stt:latest", "r/stt:fp-0123"), backend, terminal(), ExecuteOptions()
+    )
+    (stt,) = result.images
+    assert stt.status is Status.SUCCESS
+    assert backend.retagged == [("r/stt@sha256:stt", ["r/stt:fp-0123"])]
+    assert stt.warnings == [
+        f"stt: tagging failed (HTTP 503 busy); retry {n}/3 in {0.001 * 2 ** (n - 1):g}s"
+        for n in (1, 2)
+    ]
+    always = TaggingBackend("HTTP 503 busy")
+    (failed,) = execute(
+        pushed("stt", "r/stt:latest", "r/stt:fp-0123"), always, terminal(), ExecuteOptions()
+    ).images
+    assert failed.status is Status.FAILED
+    assert always.attempts == 1 + executor.PUSH_RETRIES

@@ -219,3 +219,34 @@ def test_transient_push_errors_are_retried_and_reported(
     assert "latest" in registry_tags(f"{upstream.host}/{namespace}/base")
     [line] = history_lines(repo.root)
     assert line["id"] == run.id
+
+
+def test_a_tag_put_after_the_push_is_retried_and_a_refused_one_fails_the_image(
+    repo: Repo, proxy: FaultProxy, upstream: Registry, engine: None
+) -> None:
+    config, namespace = project(repo, f"localhost:{proxy.port}")
+    fingerprint_tag = f"/v2/{namespace}/base/manifests/fp-"
+    proxy.state.rules.append(Rule("PUT", fingerprint_tag, 503, times=1))
+    done = buildpilot(config, "build", "--push")
+    assert done.code == 0, done.output
+    [image] = load_run(repo.root).images
+    assert image.status is Status.SUCCESS
+    [warning] = image.warnings
+    assert warning.startswith(f"base: tagging failed (PUT http://localhost:{proxy.port}/")
+    assert "HTTP 503" in warning
+    assert warning.endswith("; retry 1/3 in 1s")
+    assert f"warning: {warning}" in done.stderr
+    tags = registry_tags(f"{upstream.host}/{namespace}/base")
+    assert sorted(tags) == ["fp-" + (image.fingerprint or "")[:32], "latest"]
+
+    proxy.state.rules.append(Rule("PUT", fingerprint_tag, 403))  # refused: not retried
+    done = buildpilot(config, "build", "--push", "--no-skip-existing")
+    assert done.code == 1
+    [image] = load_run(repo.root).images
+    assert image.status is Status.FAILED
+    assert image.reason is not None
+    assert image.reason.startswith(f"pushed as localhost:{proxy.port}/{namespace}/base:latest")
+    assert "but tagging it fp-" in image.reason
+    assert "HTTP 403" in image.reason
+    assert [seen.status for seen in proxy.state.injected()] == [503, 403]
+    assert "Traceback" not in done.output

@@ -304,8 +304,7 @@ def _build(
             break
         delay = PUSH_BACKOFF * 2 ** (attempt - 1)
         what, cause = transient
-        note = f"{what} failed ({cause}); retry {attempt}/{PUSH_RETRIES} in {delay:g}s"
-        retries.append(f"{request.image}: {note}")
+        retries.append(_retry_note(request.image, what, cause, attempt, delay))
         terminal.warn(redact.text(retries[-1]))
         if tools.stop.wait(delay):
             outcome = replace(outcome, interrupted=True)
@@ -395,15 +394,16 @@ def _add_tags(request: BuildRequest, digest: str, tools: _Tools, retries: list[s
             if not transient or attempt == PUSH_RETRIES:
                 break
             delay = PUSH_BACKOFF * 2**attempt
-            retries.append(
-                f"{request.image}: tagging failed ({exc}); retry {attempt + 1}/{PUSH_RETRIES} "
-                f"in {delay:g}s"
-            )
+            retries.append(_retry_note(request.image, "tagging", str(exc), attempt + 1, delay))
             tools.terminal.warn(retries[-1])
             if tools.stop.wait(delay):
                 break
     duration = time.monotonic() - started
     return PhaseTiming(kind="export", name=f"tagging {names}", duration=duration, error=error)
+
+
+def _retry_note(image: str, what: str, cause: str, attempt: int, delay: float) -> str:
+    return f"{image}: {what} failed ({cause}); retry {attempt}/{PUSH_RETRIES} in {delay:g}s"
 
 
 def _warnings(request: BuildRequest, timeline: Timeline, problems: list[str]) -> list[str]:

@@ -40,8 +40,8 @@ from buildpilot.registry import (
     Repository,
     manifest_digest,
     tag_digest,
-    tag_name,
 )
+from buildpilot.tags import tag_name
 
 MIN_BUILDX = (0, 13)  # --progress=rawjson and `buildx ls --format json`
 SETUP_HINT = "On Debian, `bash ci/engine-up.sh` from a buildpilot checkout installs and starts one."

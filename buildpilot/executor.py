@@ -25,7 +25,7 @@ from buildpilot.registry import RegistryError
 from buildpilot.request import DEFAULT_JOBS, BuildRequest, pinned_ref
 from buildpilot.results import ImageResult, PhaseTiming, StepTiming, Timeline
 from buildpilot.status import Status
-from buildpilot.tags import image_name
+from buildpilot.tags import image_name, tag_name
 
 Clock = Callable[[], datetime]
 # A push that failed on a transient registry error (5xx, a timeout, a reset connection), or
@@ -377,7 +377,7 @@ def _after_build(
 def _add_tags(request: BuildRequest, digest: str, tools: _Tools, retries: list[str]) -> PhaseTiming:
     """Put the pushed manifest under the request's `added_tags`, timed as a phase; its error
     says which tags are missing. A transient registry error is retried as a push is."""
-    names = ", ".join(tag.rsplit(":", 1)[1] for tag in request.added_tags)
+    names = ", ".join(name for tag in request.added_tags if (name := tag_name(tag)))
     started = time.monotonic()
     error: str | None = None
     for attempt in range(PUSH_RETRIES + 1):

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from buildpilot.dockerconfig import config_file
 from buildpilot.errors import BuildpilotError
+from buildpilot.tags import tag_name
 
 MANIFEST_TYPES = ",".join(
     [
@@ -96,12 +97,6 @@ def manifest_digest(reference: str, *, timeout: float = 30) -> str | None:
         raise
     digest = headers.get("Docker-Content-Digest", "")
     return digest if digest.startswith("sha256:") else None
-
-
-def tag_name(reference: str) -> str | None:
-    """The tag of `host/name:tag`, or None."""
-    last = reference.split("@", 1)[0].rsplit("/", 1)[-1]
-    return last.split(":", 1)[1] if ":" in last else None
 
 
 class _Client:

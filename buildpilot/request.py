@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from buildpilot.cache import CacheRefs
-from buildpilot.tags import digest_tag, image_name
+from buildpilot.tags import digest_tag, image_name, tag_name
 
 if TYPE_CHECKING:
     from buildpilot.cachemounts import PersistedMount
@@ -139,9 +139,7 @@ class BuildRequest:
             return ()
         first = image_name(self.tags[0])
         return tuple(
-            tag
-            for tag in self.tags[1:]
-            if image_name(tag) == first and ":" in tag.rsplit("/", 1)[-1]  # a named tag
+            tag for tag in self.tags[1:] if image_name(tag) == first and tag_name(tag) is not None
         )
 
     def argv(self, base_refs: Mapping[str, str]) -> list[str]:

@@ -39,6 +39,12 @@ def digest_tag(repository: str, digest: str) -> str:
     return f"{repository}:{digest.replace(':', '-')}"
 
 
+def tag_name(reference: str) -> str | None:
+    """The tag of `host/name:tag`, or None."""
+    last = reference.split("@", 1)[0].rsplit("/", 1)[-1]
+    return last.split(":", 1)[1] if ":" in last else None
+
+
 def image_name(reference: str) -> str:
     """`host:5000/a/b:v1` -> `host:5000/a/b`, as the docker CLI writes it."""
     name, _, last = reference.split("@", 1)[0].rpartition("/")

@@ -53,7 +53,7 @@ from buildpilot.runlog import STATE_DIR, new_run_id, write_run
 from buildpilot.runview import summary_text
 from buildpilot.selection import Action, decide
 from buildpilot.status import Status
-from buildpilot.tags import digest_tag, missing_field, render, tag_fields
+from buildpilot.tags import digest_tag, missing_field, render, tag_fields, tag_name
 from buildpilot.texttable import NOT_APPLICABLE, short_digest, truncate
 from buildpilot.warmplan import config_file, plain_width
 
@@ -388,7 +388,7 @@ def _retag(image: dict[str, Any], digest: str, tags: list[str]) -> None:
     from buildpilot import registry  # noqa: PLC0415 - urllib and ssl: only with --push
 
     repository = registry.Repository.parse(image["repository"])
-    registry.tag_digest(repository, digest, [name for t in tags if (name := registry.tag_name(t))])
+    registry.tag_digest(repository, digest, [name for t in tags if (name := tag_name(t))])
 
 
 def _record(run: _Run) -> str:

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from buildpilot.registry import DOCKER_HUB, Repository, tag_name
+from buildpilot.registry import DOCKER_HUB, Repository
+from buildpilot.tags import tag_name
 
 
 @pytest.mark.parametrize(

@@ -56,7 +56,9 @@ def timed(command: list[str], *, cwd: Path) -> float:
 
 
 def machine() -> dict[str, object]:
-    """Cores, memory and engine versions of this machine."""
+    """Cores, memory and engine versions of this machine, and how many image references the
+    engine's local store holds: image lookups and removals walk that store, so every tool's
+    local figures move with it."""
     pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     docker = subprocess.run(
         ["docker", "version", "--format", "{{.Server.Version}}"],
@@ -67,12 +69,16 @@ def machine() -> dict[str, object]:
     buildx = subprocess.run(
         ["docker", "buildx", "version"], capture_output=True, text=True, check=False
     ).stdout
+    images = subprocess.run(
+        ["docker", "image", "ls", "--quiet"], capture_output=True, text=True, check=False
+    ).stdout.split()
     return {
         "cores": os.cpu_count(),
         "memory_gib": round(pages / 2**30, 1),
         "python": platform.python_version(),
         "docker_engine": docker,
         "buildx": " ".join(buildx.split()[:2]),
+        "store_images": len(images),
     }
 
 
@@ -176,7 +182,8 @@ def render(result: dict[str, Any]) -> str:
     walls, cpu, m = result["wall_seconds"], result["buildpilot_cpu_ms_per_image"], result["machine"]
     lines = [
         f"Warm build of {result['images']} images, everything cached, {result['rounds']} rounds "
-        f"({m['cores']} cores, {m['memory_gib']} GiB, Docker {m['docker_engine']}, {m['buildx']})",
+        f"({m['cores']} cores, {m['memory_gib']} GiB, Docker {m['docker_engine']}, {m['buildx']}, "
+        f"images in the local store at the start: {m['store_images']})",
         "",
         "| tool | wall median | min-max | / bake | own CPU per image |",
         "|---|---|---|---|---|",

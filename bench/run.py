@@ -514,7 +514,8 @@ def render(result: dict[str, Any]) -> str:
         f"# buildpilot vs docker buildx bake vs plain buildx ({result['size_title']})",
         "",
         f"{result['date']}; {m['cores']} cores, {m['memory_gib']} GiB, Docker "
-        f"{m['docker_engine']}, {m['buildx']}, Python {m['python']}.{how} Whole run: "
+        f"{m['docker_engine']}, {m['buildx']}, Python {m['python']}; images in the local store at "
+        f"the start: {m['store_images']}.{how} Whole run: "
         f"{result['duration_seconds'] / 60:.0f} min.",
         "",
     ]

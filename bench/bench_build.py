@@ -103,6 +103,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
     byte_compile()
+    facts = machine()  # before any build adds images to the local store
 
     project = load_config(args.config.resolve())
     options = resolve(project, BuildSettings(), os.environ).options
@@ -155,7 +156,7 @@ def main() -> None:
         "command": "python bench/bench_build.py --config "
         + str(args.config)
         + f" --rounds {args.rounds}",
-        "machine": machine(),
+        "machine": facts,
         "images": images,
         "rounds": args.rounds,
         "wall_seconds": {tool: summary(values) for tool, values in walls.items()},

@@ -717,6 +717,7 @@ def main() -> None:
     shutil.rmtree(args.workdir / "logs", ignore_errors=True)
     signal.signal(signal.SIGTERM, _terminate)
     byte_compile()
+    facts = machine()  # before any build adds images to the local store
     data: dict[str, Any] = {}
     images, interrupted, failure = 0, False, None
     retries: list[str] = []
@@ -739,7 +740,7 @@ def main() -> None:
         "benchmark": "buildpilot vs docker buildx bake vs plain docker buildx build",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": shlex.join(["python", "bench/run.py", *sys.argv[1:]]),
-        "machine": machine(),
+        "machine": facts,
         "size": args.size,
         "size_title": size_title if builds else f"planning on {args.plan_size} images",
         "images": images,

@@ -302,7 +302,7 @@ def _build(
         transient = _transient_error(request, outcome, tracker.timeline())
         if transient is None:
             break
-        delay = PUSH_BACKOFF * 2 ** (attempt - 1)
+        delay = _backoff(attempt)
         what, cause = transient
         retries.append(_retry_note(request.image, what, cause, attempt, delay))
         terminal.warn(redact.text(retries[-1]))
@@ -312,6 +312,8 @@ def _build(
         tracker = ProgressTracker()
         outcome = backend.build(argv, on_status=on_status)
     after, problems, tag_error = _after_build(request, outcome, base_refs, tools, retries)
+    if tag_error is not None and tools.stop.is_set():  # cut short while a tag retry waited
+        outcome = replace(outcome, interrupted=True)
     phases += after
     warnings += problems
     completed = clock()
@@ -380,7 +382,7 @@ def _add_tags(request: BuildRequest, digest: str, tools: _Tools, retries: list[s
     names = ", ".join(name for tag in request.added_tags if (name := tag_name(tag)))
     started = time.monotonic()
     error: str | None = None
-    for attempt in range(PUSH_RETRIES + 1):
+    for attempt in range(1, PUSH_RETRIES + 2):  # the first try, then the retries
         try:
             tools.backend.retag_remote(
                 f"{image_name(request.tags[0])}@{digest}", request.added_tags
@@ -391,15 +393,20 @@ def _add_tags(request: BuildRequest, digest: str, tools: _Tools, retries: list[s
             error = f"pushed as {request.tags[0]}, but tagging it {names} failed: {exc}"
             status = exc.status if isinstance(exc, RegistryError) else None
             transient = (status or 0) >= 500 or _TRANSIENT.search(str(exc)) is not None
-            if not transient or attempt == PUSH_RETRIES:
+            if not transient or attempt > PUSH_RETRIES:
                 break
-            delay = PUSH_BACKOFF * 2**attempt
-            retries.append(_retry_note(request.image, "tagging", str(exc), attempt + 1, delay))
+            delay = _backoff(attempt)
+            retries.append(_retry_note(request.image, "tagging", str(exc), attempt, delay))
             tools.terminal.warn(retries[-1])
             if tools.stop.wait(delay):
                 break
     duration = time.monotonic() - started
     return PhaseTiming(kind="export", name=f"tagging {names}", duration=duration, error=error)
+
+
+def _backoff(retry: int) -> float:
+    """Seconds to wait before retry number `retry` (1-based) of a push or a tag."""
+    return float(PUSH_BACKOFF * 2 ** (retry - 1))
 
 
 def _retry_note(image: str, what: str, cause: str, attempt: int, delay: float) -> str:
@@ -420,7 +427,7 @@ def _status(
     outcome: BuildOutcome, timeline: Timeline, tag_error: str | None
 ) -> tuple[Status, str | None]:
     if outcome.interrupted:
-        return Status.INTERRUPTED, "interrupted"
+        return Status.INTERRUPTED, f"interrupted: {tag_error}" if tag_error else "interrupted"
     if outcome.returncode != 0:
         return Status.FAILED, _failure_reason(timeline)
     if tag_error is not None:

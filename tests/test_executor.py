@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import signal
 import threading
 import time
 from collections.abc import Sequence
@@ -314,3 +315,29 @@ def test_a_tag_refused_for_a_while_is_retried_as_a_push_is(monkeypatch: pytest.M
     ).images
     assert failed.status is Status.FAILED
     assert always.attempts == 1 + executor.PUSH_RETRIES
+
+
+def test_an_interrupt_while_a_tag_retry_waits_records_the_image_as_interrupted() -> None:
+    """The wait ends at once; the image is interrupted (not failed), and says which tags
+    it lacks."""
+
+    class InterruptedWhileTagging(TaggingBackend):
+        def retag_remote(self, source: str, tags: Sequence[str]) -> None:
+            if self.attempts == 0:
+                # Ctrl-C, while the scheduler's thread waits on this build
+                signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+            super().retag_remote(source, tags)
+
+    backend = InterruptedWhileTagging("HTTP 503 busy")
+    started = time.monotonic()
+    result = execute(
+        pushed("stt", "r/stt:latest", "r/stt:fp-0123"), backend, terminal(), ExecuteOptions()
+    )
+    assert time.monotonic() - started < executor.PUSH_BACKOFF  # the retry's wait was cut short
+    assert result.interrupted
+    (stt,) = result.images
+    assert stt.status is Status.INTERRUPTED
+    assert stt.reason == (
+        "interrupted: pushed as r/stt:latest, but tagging it fp-0123 failed: HTTP 503 busy"
+    )
+    assert backend.attempts == 1

@@ -19,6 +19,7 @@ import pytest
 
 from tests.engine.conftest import (  # fixtures shared with the engine tier
     Repo,
+    _store_as_found,
     engine,
     namespace,
     repo,
@@ -136,6 +137,7 @@ def assert_one_message(done: Done) -> None:
 __all__ = [
     "Done",
     "Repo",
+    "_store_as_found",
     "assert_one_message",
     "buildpilot",
     "cli_env",

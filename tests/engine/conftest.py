@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import urllib.request
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -55,9 +56,8 @@ def engine() -> Iterator[None]:
         if os.environ.get("CI") or os.environ.get("BUILDPILOT_REQUIRE_ENGINE"):
             pytest.fail(message)
         pytest.skip(message)
-    before = local_images()
-    yield
-    remove_images(local_images() - before)
+    with _added_images_removed():
+        yield
 
 
 @pytest.fixture(autouse=True)
@@ -69,6 +69,12 @@ def _store_as_found(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
         return
     request.getfixturevalue("engine")  # set up first, so that its snapshot predates the test
+    with _added_images_removed():
+        yield
+
+
+@contextmanager
+def _added_images_removed() -> Iterator[None]:
     before = local_images()
     yield
     remove_images(local_images() - before)

@@ -6,7 +6,7 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -378,30 +378,54 @@ def _after_build(
 
 def _add_tags(request: BuildRequest, digest: str, tools: _Tools, retries: list[str]) -> PhaseTiming:
     """Put the pushed manifest under the request's `added_tags`, timed as a phase; its error
-    says which tags are missing. A transient registry error is retried as a push is."""
+    says which tags are missing."""
     names = ", ".join(name for tag in request.added_tags if (name := tag_name(tag)))
     started = time.monotonic()
     error: str | None = None
+    try:
+        retag_retried(
+            tools.backend,
+            f"{image_name(request.tags[0])}@{digest}",
+            request.added_tags,
+            image=request.image,
+            warn=tools.terminal.warn,
+            notes=retries,
+            stop=tools.stop,
+        )
+    except BuildpilotError as exc:
+        error = f"pushed as {request.tags[0]}, but tagging it {names} failed: {exc}"
+    duration = time.monotonic() - started
+    return PhaseTiming(kind="export", name=f"tagging {names}", duration=duration, error=error)
+
+
+def retag_retried(
+    backend: Backend,
+    source: str,
+    tags: Sequence[str],
+    *,
+    image: str,
+    warn: Callable[[str], None],
+    notes: list[str],
+    stop: threading.Event | None = None,
+) -> None:
+    """`backend.retag_remote`, a transient registry error (5xx, a timeout, a reset) retried
+    as a push is, each retry warned and noted in `notes`. Raises the error that would fail
+    again, the last one, or the one whose retry `stop` cut short."""
+    stop = stop or threading.Event()
     for attempt in range(1, PUSH_RETRIES + 2):  # the first try, then the retries
         try:
-            tools.backend.retag_remote(
-                f"{image_name(request.tags[0])}@{digest}", request.added_tags
-            )
-            error = None
-            break
+            backend.retag_remote(source, tags)
+            return
         except BuildpilotError as exc:
-            error = f"pushed as {request.tags[0]}, but tagging it {names} failed: {exc}"
             status = exc.status if isinstance(exc, RegistryError) else None
             transient = (status or 0) >= 500 or _TRANSIENT.search(str(exc)) is not None
             if not transient or attempt > PUSH_RETRIES:
-                break
+                raise
             delay = _backoff(attempt)
-            retries.append(_retry_note(request.image, "tagging", str(exc), attempt, delay))
-            tools.terminal.warn(retries[-1])
-            if tools.stop.wait(delay):
-                break
-    duration = time.monotonic() - started
-    return PhaseTiming(kind="export", name=f"tagging {names}", duration=duration, error=error)
+            notes.append(_retry_note(image, "tagging", str(exc), attempt, delay))
+            warn(notes[-1])
+            if stop.wait(delay):
+                raise
 
 
 def _backoff(retry: int) -> float:

@@ -11,6 +11,7 @@ written anywhere.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -20,7 +21,7 @@ from buildpilot.cache import slug
 from buildpilot.config import Project
 from buildpilot.console import Terminal
 from buildpilot.errors import BuildpilotError, GitError
-from buildpilot.executor import Clock, utcnow
+from buildpilot.executor import Clock, retag_retried, utcnow
 from buildpilot.git import GitInfo, run_git
 from buildpilot.plan import Plan
 from buildpilot.results import RunResult
@@ -124,8 +125,10 @@ def publish(
     branch: str,
     default_branch: str,
     now: datetime,
+    warn: Callable[[str], None],
 ) -> ReleaseManifest:
-    """Tag every image of a successful run, then write the manifest under .buildpilot/."""
+    """Tag every image of a successful run (a transient registry error retried, each retry
+    warned), then write the manifest under .buildpilot/."""
     entries = []
     for image in run.images:
         if image.digest is None:
@@ -150,7 +153,8 @@ def publish(
         )
     for entry in entries:
         repository = prepared.plan.requests[entry.image].repository
-        backend.retag_remote(f"{repository}@{entry.digest}", entry.tags)
+        source = f"{repository}@{entry.digest}"
+        retag_retried(backend, source, entry.tags, image=entry.image, warn=warn, notes=[])
     manifest = ReleaseManifest(
         version=version,
         commit=git.sha,
@@ -213,5 +217,6 @@ def run_release(
         branch=branch,
         default_branch=default_branch,
         now=clock(),
+        warn=terminal.warn,
     )
     return ReleaseOutcome(run=run, manifest=manifest, failed=[])

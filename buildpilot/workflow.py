@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import stat
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,7 +18,15 @@ from buildpilot.ci import CiContext, detect
 from buildpilot.config import Project
 from buildpilot.console import Terminal
 from buildpilot.errors import BuildpilotError, EngineError
-from buildpilot.executor import Clock, ExecuteOptions, Reused, execute, pin, utcnow
+from buildpilot.executor import (
+    Clock,
+    ExecuteOptions,
+    Reused,
+    execute,
+    pin,
+    retag_retried,
+    utcnow,
+)
 from buildpilot.fingerprint import FileIndex, Fingerprint
 from buildpilot.fingerprint_inputs import context_dirs
 from buildpilot.fingerprint_inputs import fingerprints as fingerprint_all
@@ -266,7 +274,12 @@ def run_build(
         if d.action is Action.SKIP
     }
     reused = _find_reusable(
-        plan, prepared.decisions, existing, backend, retag=settings.skip_existing
+        plan,
+        prepared.decisions,
+        existing,
+        backend,
+        retag=settings.skip_existing,
+        warn=terminal.warn,
     )
     speculative = (
         {} if settings.no_cache else _speculate(plan, existing, backend, skip=[*skipped, *reused])
@@ -342,14 +355,17 @@ def _find_reusable(
     backend: Backend,
     *,
     retag: bool,
+    warn: Callable[[str], None],
 ) -> dict[str, Reused]:
-    """Images to reuse that exist, retagged in parallel; the others are built."""
+    """Images to reuse that exist, retagged in parallel (a retry of a tag is warned and
+    kept in the image's warnings); the others are built."""
     wanted = [n for n, d in decisions.items() if d.action is Action.REUSE and n in existing]
 
     def reuse(name: str) -> Reused:
         request, found = plan.requests[name], existing[name]
+        retries: list[str] = []
         if retag:
-            _retag(request, found, backend)
+            _retag(request, found, backend, warn, retries)
         result = ImageResult(
             name=name,
             status=Status.SKIPPED,
@@ -357,6 +373,7 @@ def _find_reusable(
             tags=list(request.tags) if retag else [request.fingerprint_tag or ""],
             reason=f"reused {request.fingerprint_tag} ({decisions[name].reason})",
             fingerprint=request.fingerprint,
+            warnings=retries,
         )
         base = name in plan.bases  # only dependents use the pinned ref, as after a build
         pinned = pin(request, found.digest, backend, found.tags) if base else None
@@ -376,9 +393,16 @@ def _speculate(
     }
 
 
-def _retag(request: BuildRequest, found: Found, backend: Backend) -> None:
+def _retag(
+    request: BuildRequest,
+    found: Found,
+    backend: Backend,
+    warn: Callable[[str], None],
+    retries: list[str],
+) -> None:
     if request.output == "push":
-        backend.retag_remote(f"{request.repository}@{found.digest}", request.tags)
+        source = f"{request.repository}@{found.digest}"
+        retag_retried(backend, source, request.tags, image=request.image, warn=warn, notes=retries)
     else:
         for tag in request.tags:
             if tag not in found.tags:

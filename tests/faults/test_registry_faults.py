@@ -15,6 +15,7 @@ import pytest
 from buildpilot.results import RunResult
 from buildpilot.runs import load_run
 from buildpilot.status import Status
+from tests.conftest import git
 from tests.engine.conftest import registry_tags
 from tests.faults.conftest import Repo, buildpilot, history_lines, start
 from tests.faults.netfaults import FaultProxy, Registry, Rule
@@ -250,3 +251,31 @@ def test_a_tag_put_after_the_push_is_retried_and_a_refused_one_fails_the_image(
     assert "HTTP 403" in image.reason
     assert [seen.status for seen in proxy.state.injected()] == [503, 403]
     assert "Traceback" not in done.output
+
+
+def test_a_reused_image_tagged_for_a_new_commit_retries_a_transient_tag_error(
+    repo: Repo, proxy: FaultProxy, upstream: Registry, engine: None
+) -> None:
+    """Nothing changed but the commit: the image is reused and only gets its new commit's
+    tag, whose PUT the registry refuses for a while (the warm path's try, if it makes one,
+    included)."""
+    images = {"base": {"context": "base", "tags": ["{registry}/{name}:{short_sha}"]}}
+    config, namespace = project(repo, f"localhost:{proxy.port}", **images)
+    assert buildpilot(config, "build", "--push").code == 0
+    repo.write({"NOTES.md": "no image reads this\n"})
+    repo.commit()
+    sha = git(repo.root, "rev-parse", "HEAD")[:12]
+    proxy.state.rules.append(Rule("PUT", f"/v2/{namespace}/base/manifests/{sha}$", 503, times=2))
+    done = buildpilot(config, "build", "--push")
+    assert done.code == 0, done.output
+    [image] = load_run(repo.root).images
+    assert image.status is Status.SKIPPED
+    assert image.reason is not None
+    assert image.reason.startswith(f"reused localhost:{proxy.port}/{namespace}/base:fp-")
+    assert image.warnings
+    assert all(w.startswith("base: tagging failed (") for w in image.warnings)
+    assert "HTTP 503" in image.warnings[0]
+    assert image.warnings[0].endswith("; retry 1/3 in 1s")
+    assert f"warning: {image.warnings[0]}" in done.stderr
+    assert sha in registry_tags(f"{upstream.host}/{namespace}/base")
+    assert [seen.status for seen in proxy.state.injected()] == [503, 503]

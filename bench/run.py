@@ -43,7 +43,8 @@ from bench_build import byte_compile, machine, summary
 from generate import REGISTRY_HOST, SIZE_NAMES, SIZES, bump, git, make, manifest
 from peers import MARKER, plain_commands, write_peers
 
-from buildpilot.progress import ProgressTracker, RawJsonStream
+from buildpilot.progress import ProgressTracker
+from buildpilot.rawjson import RawJsonStream
 from buildpilot.request import Output
 from buildpilot.runlog import runs_dir
 from buildpilot.runs import load_run
@@ -376,8 +377,9 @@ class WarmRun:
 
     def measure(self, bench: Bench, tool: str, round_: int, label: str, attempt: str) -> Measure:
         """Set the run up, then time `tool` in its warm namespace."""
-        if self.change:
-            bump(bench.repo, self.change, f"{tool}-{self.name}-{round_}{attempt}")
+        if self.change:  # the run's namespace in it: no earlier bench run built this source
+            run = bench.root.rsplit("/", 1)[-1]
+            bump(bench.repo, self.change, f"{run}-{tool}-{self.name}-{round_}{attempt}")
         self.before()
         if tool == "plain-one":
             assert self.one is not None  # noqa: S101 - tools has plain-one only then

@@ -19,7 +19,7 @@ import signal
 import subprocess
 import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,7 +33,7 @@ from buildpilot.errors import EngineError
 if TYPE_CHECKING:
     from python_on_whales import DockerClient
     from python_on_whales.exceptions import DockerException
-from buildpilot.progress import RawJsonStream
+from buildpilot.rawjson import RawJsonStream
 from buildpilot.registry import (
     DOCKER_HUB,
     RegistryError,
@@ -203,7 +203,7 @@ class DockerBackend:
             stdout.start()
             try:
                 assert process.stderr is not None  # noqa: S101 - Popen was given PIPE
-                for raw in process.stderr:
+                for raw in _lines(bytes(early.head) if early else b"", process.stderr):
                     for status in stream.feed(raw.decode("utf-8", errors="replace")):
                         on_status(status)
             finally:
@@ -422,6 +422,19 @@ def _field(text: str, name: str) -> str:
 def _drain(pipe: Any) -> None:
     for _ in pipe:
         pass
+
+
+def _lines(head: bytes, pipe: Iterable[bytes]) -> Iterator[bytes]:
+    """A build's stderr line by line: `head` (read before, by `prebuild.settle`), then the
+    pipe's; a line `head` cut in two is whole again."""
+    *lines, partial = head.split(b"\n")
+    for line in lines:
+        yield line + b"\n"
+    for raw in pipe:
+        yield partial + raw
+        partial = b""
+    if partial:
+        yield partial
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:

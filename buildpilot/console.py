@@ -29,7 +29,7 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from buildpilot.progress import DEFAULT_STAGE  # not repeated in progress lines
+from buildpilot.rawjson import DEFAULT_STAGE  # not repeated in progress lines
 from buildpilot.report import (
     STATUS_STYLES,
     cache_figure,

@@ -21,8 +21,9 @@ the CI policy, fingerprints, decisions, registry and engine calls, run files), a
 the same lines and summary table.
 
 When an image is missing it declines, but first starts the build of each missing image
-whose bases exist, with the request the full path will make (`prebuild`): the build runs
-while the full CLI loads, and the full path takes it over.
+whose bases exist, with the request the full path will make (`prebuild`), and lets each
+get past its start before it goes on (`prebuild.settle`): the build runs while the full CLI
+loads, and the full path takes it over.
 """
 
 from __future__ import annotations
@@ -234,6 +235,7 @@ def _reuse_remote(
                 {name: digest for name, digest in digests.items() if digest},
                 {name for name, digest in digests.items() if not digest},
             )
+            early.settle()
             raise _DeclineError
         started = datetime.now(UTC)
         stale = {name: [t for t in tags[name] if heads[t] != digests[name]] for name in order}
@@ -273,6 +275,7 @@ def _reuse_local(
                     missing.add(name)
                 if missing:
                     early.start(digests, missing, pin)
+            early.settle()  # before the next batch
         handoff.leave(handoff.ENGINE, {tags[name][-1]: answers[name] for name in order})
         if missing:
             raise _DeclineError
@@ -309,6 +312,11 @@ class _Early:
         changed = [n for n in self.order if n in last and last[n] != self.prints[n].value]
         first = {n for name in changed for n in [name, *deps[name]]}
         return [[n for n in self.order if n in first], [n for n in self.order if n not in first]]
+
+    def settle(self) -> None:
+        """Let the builds started get past their start before going on (`prebuild.settle`)."""
+        if self.started:
+            prebuild.settle()
 
     def start(
         self,

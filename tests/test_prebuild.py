@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -151,3 +152,86 @@ def test_builds_without_provenance_skip_buildx_git_lookups(
     process = prebuild.spawn([sys.executable, "-c", script, *flags])
     stdout, _ = process.communicate(timeout=30)
     assert stdout.decode() == seen
+
+
+# A stand-in for `docker-buildx` that writes its stderr in the pieces it is given, pausing
+# after each as long as it is told, then writes the metadata file.
+PACED_BUILDX = f"""
+import json, pathlib, sys, time
+args = sys.argv[1:]
+for text, pause in json.loads(pathlib.Path(args[args.index("--pieces") + 1]).read_text()):
+    sys.stderr.write(text)
+    sys.stderr.flush()
+    time.sleep(pause)
+meta = pathlib.Path(args[args.index("--metadata-file") + 1])
+meta.write_text(json.dumps({{"containerimage.digest": "{DIGEST}"}}))
+"""
+WHEN = "2026-11-22T10:00:00.000000000Z"
+LOAD = {"digest": "sha256:1", "name": "[internal] load build context", "started": WHEN}
+COPY = {"digest": "sha256:2", "name": "[2/3] COPY . .", "started": WHEN, "cached": True}
+RUN = {"digest": "sha256:3", "name": "[3/3] RUN make", "started": WHEN}
+
+
+def line(*vertexes: dict[str, Any]) -> str:
+    return json.dumps({"vertexes": list(vertexes)}) + "\n"
+
+
+def paced(tmp_path: Path, pieces: list[tuple[str, float]]) -> tuple[DockerBackend, list[str]]:
+    """A backend whose buildx writes `pieces`, and the argv of a build the warm path started."""
+    script = tmp_path / "paced-buildx.py"
+    script.write_text(PACED_BUILDX, encoding="utf-8")
+    (tmp_path / "pieces.json").write_text(json.dumps(pieces), encoding="utf-8")
+    docker = DockerBackend(grace_seconds=1)
+    docker.__dict__["_buildx"] = [sys.executable, str(script)]
+    argv = ["buildx", "build", "--label", "dev.buildpilot.image=api"]
+    argv += ["--pieces", str(tmp_path / "pieces.json")]
+    assert prebuild.start([sys.executable, str(script), *argv[1:]])
+    return docker, argv
+
+
+def names(docker: DockerBackend, argv: list[str]) -> list[str]:
+    """The vertex names of every status the backend's build of `argv` reports, in order."""
+    statuses: list[dict[str, Any]] = []
+    assert docker.build(argv, on_status=statuses.append).returncode == 0
+    return [v["name"] for s in statuses for v in s["vertexes"]]
+
+
+def test_settle_waits_until_a_step_runs_and_the_backend_still_sees_every_status(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(prebuild, "STEP_GRACE", 0.0)
+    done = {**RUN, "completed": WHEN}
+    docker, argv = paced(
+        tmp_path, [(line(LOAD), 0.1), (line(COPY), 0.1), (line(RUN), 3.0), (line(done), 0)]
+    )
+    prebuild.settle(limit=30)
+    (started,) = prebuild._started.values()
+    assert started.process.poll() is None  # back while the step runs
+    assert bytes(started.head) == (line(LOAD) + line(COPY) + line(RUN)).encode()  # no further
+    assert names(docker, argv) == [LOAD["name"], COPY["name"], RUN["name"], RUN["name"]]
+
+
+def test_settle_ends_with_a_build_that_never_runs_a_step(tmp_path: Path) -> None:
+    docker, argv = paced(tmp_path, [(line(LOAD), 0), (line(COPY), 0)])
+    since = time.monotonic()
+    prebuild.settle(limit=30)
+    assert time.monotonic() - since < 30  # the end of its output, not the limit
+    assert names(docker, argv) == [LOAD["name"], COPY["name"]]
+
+
+def test_a_line_settle_cut_in_two_is_whole_for_the_backend(tmp_path: Path) -> None:
+    text = line(RUN)
+    docker, argv = paced(tmp_path, [(text[:20], 1.0), (text[20:], 0)])
+    prebuild.settle(limit=0.3)
+    (started,) = prebuild._started.values()
+    assert bytes(started.head) == text[:20].encode()
+    assert names(docker, argv) == [RUN["name"]]
+
+
+def test_settle_reads_each_build_once(tmp_path: Path) -> None:
+    docker, argv = paced(tmp_path, [(line(LOAD), 0.5), (line(COPY), 0)])
+    prebuild.settle(limit=0.2)
+    prebuild.settle(limit=30)  # a settled build is not waited for again
+    (started,) = prebuild._started.values()
+    assert bytes(started.head) == line(LOAD).encode()
+    assert names(docker, argv) == [LOAD["name"], COPY["name"]]

@@ -12,14 +12,13 @@ from typing import Any
 
 import pytest
 
-from buildpilot.progress import (
+from buildpilot.progress import ProgressTracker, is_cancellation, parse_timestamp
+from buildpilot.rawjson import (
     DEFAULT_STAGE,
-    ProgressTracker,
     RawJsonStream,
     classify_phase,
-    is_cancellation,
     parse_step_name,
-    parse_timestamp,
+    past_start,
 )
 from buildpilot.results import StepTiming, Timeline
 
@@ -528,6 +527,32 @@ def test_parse_step_name(name: str, parsed: tuple[object, ...]) -> None:
 )
 def test_classify_phase(name: str, kind: str) -> None:
     assert classify_phase(name) == kind
+
+
+WHEN = "2026-11-22T10:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("vertex", "past"),
+    [
+        ({"name": "[internal] load build definition from Dockerfile", "started": WHEN}, False),
+        ({"name": "[internal] load build context", "started": WHEN}, False),
+        ({"name": "importing cache manifest from localhost:5000/c:main", "started": WHEN}, False),
+        ({"name": "[context base] localhost:5000/base:sha256-1", "started": WHEN}, False),
+        ({"name": "[stage-0 2/3] COPY . .", "started": WHEN, "cached": True}, False),
+        ({"name": "[stage-0 3/3] RUN make"}, False),  # announced, not begun
+        ({"name": "[stage-0 3/3] RUN make", "started": WHEN}, True),
+        ({"name": "[builder 1/2] COPY src src", "started": WHEN}, True),
+        ({"name": "exporting to image", "started": WHEN}, True),  # nothing ran: all cached
+        ({"name": "exporting cache to registry", "started": WHEN}, True),
+    ],
+)
+def test_a_build_is_past_its_start_once_a_step_or_the_export_runs(
+    vertex: dict[str, object], past: bool
+) -> None:
+    loaded = {"name": "[internal] load .dockerignore", "started": WHEN, "completed": WHEN}
+    assert past_start({"vertexes": [loaded, vertex]}) is past
+    assert not past_start({"statuses": [], "logs": []})
 
 
 def test_parse_timestamp() -> None:

@@ -46,7 +46,8 @@ from typing import Any, Literal
 
 import pytest
 
-from buildpilot.progress import ProgressTracker, RawJsonStream
+from buildpilot.progress import ProgressTracker
+from buildpilot.rawjson import RawJsonStream
 from tests.conftest import BUSYBOX, git, write_tree
 from tests.engine.conftest import REGISTRY
 
